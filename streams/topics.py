@@ -1,0 +1,27 @@
+"""Topic names. Every name carries the configured prefix so runs can share a broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TopicNames"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    prefix: str
+
+    @property
+    def vitals(self) -> str:
+        """1 Hz vital-sign numerics, JSON, keyed by pseudonymous patient id."""
+        return f"{self.prefix}.vitals"
+
+    @property
+    def dead_letter(self) -> str:
+        """Rejected input: original bytes, reason and source topic/partition/offset."""
+        return f"{self.prefix}.deadletter"
+
+    @property
+    def app_id(self) -> str:
+        """Faust application id, also the consumer group."""
+        return f"{self.prefix}-worker"

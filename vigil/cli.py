@@ -1,0 +1,136 @@
+"""The ``vigil`` command.
+
+    vigil demo [--patients N] [--duration S]    the live demo on embedded services
+    vigil services [--kafka apache|tansu] [--brokers 1|3]
+    vigil worker                                 the Faust stream worker
+    vigil gateway                                WebSocket gateway + dashboard
+    vigil simulate [--patients N] [--rate HZ] [--duration S] [--seed N]
+    vigil db migrate
+
+Configuration comes from environment variables (`vigil.config`); a bad value is
+reported in one line and the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from vigil.config import ConfigError, Settings
+from vigil.services.process import ServiceError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vigil", description="Real-time patient-monitoring stream processor")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the live demo (embedded services unless VIGIL_*_URL are set)")
+    demo.add_argument("--patients", type=int, default=8)
+    demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    svc = sub.add_parser("services", help="start Kafka and PostgreSQL locally and print their URLs")
+    svc.add_argument("--kafka", choices=("apache", "tansu"), default="apache")
+    svc.add_argument("--brokers", type=int, choices=(1, 3), default=1)
+    sub.add_parser("worker", help="run the Faust stream worker")
+    sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
+    sim = sub.add_parser("simulate", help="publish simulated ward vitals to Kafka")
+    sim.add_argument("--patients", type=int, default=8)
+    sim.add_argument("--rate", type=float, default=1.0, help="ticks per second")
+    sim.add_argument("--duration", type=float, default=None)
+    sim.add_argument("--seed", type=int, default=42)
+    db = sub.add_parser("db", help="database administration")
+    db.add_argument("action", choices=("migrate",))
+    return p
+
+
+def _need(value: str | None, name: str) -> str:
+    if value is None:
+        raise ConfigError(f"{name} is not set (this command needs an external service; `vigil demo` starts embedded ones)")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        return _dispatch(args, settings)
+    except ConfigError as e:
+        print(f"vigil: configuration error: {e}", file=sys.stderr)
+        return 2
+    except ServiceError as e:
+        print(f"vigil: {e}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    from vigil import launcher
+
+    if args.command == "demo":
+        if args.patients < 1:
+            raise ConfigError("--patients must be at least 1")
+        return launcher.run_demo(settings, args.patients, args.duration)
+    if args.command == "services":
+        return launcher.run_services(settings.state_dir / "services", args.kafka, args.brokers)
+    if args.command == "db":
+        applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
+        print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+        return 0
+    if args.command == "worker":
+        from streams.app import WorkerConfig, run_worker
+        from streams.topics import TopicNames
+
+        url = _need(settings.database_url, "VIGIL_DATABASE_URL")
+        _need(settings.kafka_url, "VIGIL_KAFKA_URL")
+        asyncio.run(launcher.migrate(url))
+        run_worker(WorkerConfig(
+            brokers=settings.kafka_bootstrap().split(","),
+            database_url=url,
+            topics=TopicNames(settings.topic_prefix),
+            hr_high_limit=settings.hr_high_limit,
+            embedded_broker=settings.kafka_embedded,
+        ))
+        return 0
+    if args.command == "gateway":
+        return asyncio.run(_gateway(settings))
+    if args.command == "simulate":
+        from streams.simulator import WardSimulator, publish
+        from streams.topics import TopicNames
+
+        if args.patients < 1 or args.rate <= 0:
+            raise ConfigError("--patients must be >= 1 and --rate > 0")
+        _need(settings.kafka_url, "VIGIL_KAFKA_URL")
+        sim = WardSimulator(args.patients, seed=args.seed)
+        try:
+            asyncio.run(publish(settings.kafka_bootstrap(), TopicNames(settings.topic_prefix).vitals, sim,
+                                rate=args.rate, duration=args.duration))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    raise AssertionError(args.command)
+
+
+async def _gateway(settings: Settings) -> int:
+    from dashboards.gateway import Gateway
+    from event_store.postgres import PostgresEventStore
+
+    store = await PostgresEventStore.connect(_need(settings.database_url, "VIGIL_DATABASE_URL"))
+    await store.migrate()
+    gateway = Gateway(store)
+    server = await gateway.start(settings.gateway_host, settings.gateway_port)
+    port = server.sockets[0].getsockname()[1] if server.sockets else settings.gateway_port
+    print(f"gateway listening on http://{settings.gateway_host}:{port}/", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    server.close()
+    await server.wait_closed()
+    await gateway.stop()
+    await store.close()
+    return 0

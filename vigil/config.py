@@ -1,0 +1,137 @@
+"""Configuration, read once from environment variables and validated up front.
+
+Every setting Vigil reads from the environment is declared here and nowhere else.
+`Settings.from_env()` either returns a complete, checked `Settings` or raises
+`ConfigError` with a one-line message naming the variable, so the CLI can print
+it and exit instead of showing a traceback.
+
+An unset `VIGIL_KAFKA_URL` / `VIGIL_DATABASE_URL` means "start embedded services
+in the state folder" (the demo); set, they point at external services.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["ConfigError", "Settings", "parse_kafka_url", "parse_database_url"]
+
+_KAFKA_SCHEMES = ("kafka", "tcp", "plaintext")
+_DB_SCHEMES = ("postgresql", "postgres")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def _check_port(name: str, port: int | None, value: str) -> None:
+    if port is None:
+        raise ConfigError(f"{name}: {value!r} has no port")
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name}: port {port} is outside 1-65535")
+
+
+def parse_kafka_url(value: str, name: str = "VIGIL_KAFKA_URL") -> list[tuple[str, int]]:
+    """Parse ``kafka://host:port[,host:port...]`` into (host, port) pairs."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        scheme, rest = "kafka", value
+    if scheme not in _KAFKA_SCHEMES:
+        raise ConfigError(f"{name}: scheme {scheme!r} is not one of {', '.join(_KAFKA_SCHEMES)}")
+    hosts: list[tuple[str, int]] = []
+    for part in rest.rstrip("/").split(","):
+        try:
+            parsed = urlsplit(f"//{part.strip()}")
+            port = parsed.port
+        except ValueError as e:
+            raise ConfigError(f"{name}: {part!r} is not host:port ({e})") from e
+        if not parsed.hostname:
+            raise ConfigError(f"{name}: {part!r} has no host")
+        _check_port(name, port, part)
+        assert port is not None  # narrowed by _check_port
+        hosts.append((parsed.hostname, port))
+    return hosts
+
+
+def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
+    """Check a ``postgresql://user[:pw]@host:port/db`` URL and return it unchanged."""
+    try:
+        parsed = urlsplit(value)
+        port = parsed.port
+    except ValueError as e:
+        raise ConfigError(f"{name}: {value!r} is not a URL ({e})") from e
+    if parsed.scheme not in _DB_SCHEMES:
+        raise ConfigError(f"{name}: scheme {parsed.scheme!r} is not postgresql://")
+    if not parsed.hostname:
+        raise ConfigError(f"{name}: {value!r} has no host")
+    if port is not None:
+        _check_port(name, port, value)
+    if not parsed.path.strip("/"):
+        raise ConfigError(f"{name}: {value!r} names no database")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from e
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name}: {value} is outside {lo}-{hi}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the processes need, already validated."""
+
+    kafka_url: str | None
+    """``kafka://host:port,...`` of an external broker, or None for the embedded one."""
+    database_url: str | None
+    """``postgresql://...`` of an external database, or None for the embedded cluster."""
+    state_dir: Path
+    """Where embedded services keep their data (``VIGIL_STATE_DIR``, default ``.vigil``)."""
+    gateway_host: str
+    gateway_port: int
+    """0 picks a free port (tests)."""
+    topic_prefix: str
+    """Prefix for every Kafka topic and the consumer group, so runs can share a broker."""
+    hr_high_limit: int
+    """Default heart-rate upper alarm limit, bpm (thin slice; per-patient limits come later)."""
+    kafka_embedded: bool
+    """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        kafka_url = env.get("VIGIL_KAFKA_URL") or None
+        if kafka_url is not None:
+            parse_kafka_url(kafka_url)
+        database_url = env.get("VIGIL_DATABASE_URL") or None
+        if database_url is not None:
+            parse_database_url(database_url)
+        prefix = env.get("VIGIL_TOPIC_PREFIX", "vigil")
+        if not prefix or not all(c.isalnum() or c in "-_." for c in prefix):
+            raise ConfigError(f"VIGIL_TOPIC_PREFIX: {prefix!r} must be letters, digits, '-', '_' or '.'")
+        return cls(
+            kafka_url=kafka_url,
+            database_url=database_url,
+            state_dir=Path(env.get("VIGIL_STATE_DIR") or ".vigil").absolute(),
+            gateway_host=env.get("VIGIL_GATEWAY_HOST") or "127.0.0.1",
+            gateway_port=_int(env, "VIGIL_GATEWAY_PORT", 8765, 0, 65535),
+            topic_prefix=prefix,
+            hr_high_limit=_int(env, "VIGIL_HR_HIGH_LIMIT", 130, 30, 300),
+            kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
+        )
+
+    def kafka_bootstrap(self) -> str:
+        """``host:port,host:port`` for aiokafka; only valid when ``kafka_url`` is set."""
+        if self.kafka_url is None:
+            raise ConfigError("VIGIL_KAFKA_URL is not set")
+        return ",".join(f"{h}:{p}" for h, p in parse_kafka_url(self.kafka_url))

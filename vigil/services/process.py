@@ -1,0 +1,145 @@
+"""Child processes for local services: free ports, start, wait until ready, stop.
+
+Services run as children of the Python process that started them, each in its own
+session so a Ctrl-C in the terminal reaches only the parent, which then stops them
+in order. `ManagedProcess.stop()` sends SIGTERM, waits, and SIGKILLs stragglers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_open"]
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be found, installed or started; the message says which and why."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Ask the kernel for a free TCP port on ``host``.
+
+    There is a window between closing this socket and the child binding the port;
+    on loopback of a test machine nothing else races for it in practice, and the
+    child's start-up fails loudly if it does.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout: float, proc: ManagedProcess | None = None) -> None:
+    """Poll ``ready`` until it returns True; raise ServiceError after ``timeout`` seconds
+    or as soon as ``proc`` exits (with the tail of its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.popen.poll() is not None:
+            raise ServiceError(f"{what} exited with code {proc.popen.returncode} while starting:\n{proc.log_tail()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    tail = f":\n{proc.log_tail()}" if proc is not None else ""
+    raise ServiceError(f"{what} was not ready after {timeout:.0f} s{tail}")
+
+
+@dataclass
+class ManagedProcess:
+    """One running child process whose output goes to ``log_path``."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    _log_file: object = field(repr=False, default=None)
+
+    @classmethod
+    def start(
+        cls,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        user: int | None = None,
+        group: int | None = None,
+    ) -> ManagedProcess:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+                user=user,
+                group=group,
+                extra_groups=[] if user is not None else None,
+            )
+        except OSError as e:
+            log.close()
+            raise ServiceError(f"cannot start {name} ({argv[0]}): {e}") from e
+        return cls(name=name, popen=popen, log_path=log_path, _log_file=log)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_contains(self, needle: str) -> bool:
+        try:
+            return needle in self.log_path.read_text(errors="replace")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (fault tests)."""
+        if self.running():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+        self._close_log()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL whatever is left after ``timeout`` seconds."""
+        if self.running():
+            try:
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        log = self._log_file
+        if log is not None and hasattr(log, "close"):
+            log.close()
+        self._log_file = None
