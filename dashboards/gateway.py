@@ -151,20 +151,35 @@ class Gateway:
                 return last
 
     async def _stream_live(self, client: _Client, last: int) -> None:
-        while True:
-            get = asyncio.ensure_future(client.queue.get())
-            overflow = asyncio.ensure_future(client.overflowed.wait())
-            done, _ = await asyncio.wait({get, overflow}, return_when=asyncio.FIRST_COMPLETED)
-            if overflow in done:
-                get.cancel()
-                await client.ws.send(json.dumps({"type": "resync", "reason": "client fell behind"}))
-                await client.ws.close(1013, "fell behind; reconnect with last_position")
-                return
+        # Three things can happen: an event arrives, the client falls behind, or the
+        # client goes away (seen by the reader). Waiting on the queue alone would keep
+        # a disconnected client's handler alive until the next event.
+        reader = asyncio.create_task(self._read_client(client.ws))
+        overflow = asyncio.create_task(client.overflowed.wait())
+        try:
+            while True:
+                get = asyncio.create_task(client.queue.get())
+                done, _ = await asyncio.wait({get, overflow, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    if overflow in done:
+                        await client.ws.send(json.dumps({"type": "resync", "reason": "client fell behind"}))
+                        await client.ws.close(1013, "fell behind; reconnect with last_position")
+                    return
+                event = get.result()
+                if event.position > last:
+                    await client.ws.send(_event_message(event))
+                    last = event.position
+        finally:
+            reader.cancel()
             overflow.cancel()
-            event = get.result()
-            if event.position > last:
-                await client.ws.send(_event_message(event))
-                last = event.position
+
+    async def _read_client(self, ws: ServerConnection) -> None:
+        """Drain what the client sends until it disconnects. Reading keeps the
+        connection's buffers moving (and its pings answered); commands arrive with
+        the dashboard issue, so for now every message gets an error reply."""
+        async for _ in ws:
+            await ws.send(json.dumps({"type": "error", "reason": "no commands are accepted yet"}))
 
 
 def _http(status: int, reason: str, body: bytes, content_type: str) -> Response:

@@ -42,6 +42,9 @@ class WorkerConfig:
     hr_high_limit: float
     embedded_broker: bool = False
     """True on the demo's Tansu broker, which needs gentler client settings."""
+    app_id: str | None = None
+    """Faust app id and consumer group; default ``topics.app_id``. A new id re-reads
+    the topics from the start with fresh table state."""
     partitions: int = 4
     replication_factor: int = 1
 
@@ -53,7 +56,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         # batch keeps table recovery exact (see README, "Embedded broker").
         extra["producer_max_batch_size"] = 64
     app = faust.App(
-        cfg.topics.app_id,
+        cfg.app_id or cfg.topics.app_id,
         broker=[f"kafka://{b}" for b in cfg.brokers],
         store="memory://",
         web_enabled=False,

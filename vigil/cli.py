@@ -93,6 +93,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             topics=TopicNames(settings.topic_prefix),
             hr_high_limit=settings.hr_high_limit,
             embedded_broker=settings.kafka_embedded,
+            app_id=settings.worker_group,
         ))
         return 0
     if args.command == "gateway":

@@ -104,6 +104,8 @@ class Settings:
     """Prefix for every Kafka topic and the consumer group, so runs can share a broker."""
     hr_high_limit: int
     """Default heart-rate upper alarm limit, bpm (thin slice; per-patient limits come later)."""
+    worker_group: str | None
+    """Consumer group (Faust app id) of the worker; default ``<prefix>-worker``."""
     kafka_embedded: bool
     """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
 
@@ -127,6 +129,7 @@ class Settings:
             gateway_port=_int(env, "VIGIL_GATEWAY_PORT", 8765, 0, 65535),
             topic_prefix=prefix,
             hr_high_limit=_int(env, "VIGIL_HR_HIGH_LIMIT", 130, 30, 300),
+            worker_group=env.get("VIGIL_WORKER_GROUP") or None,
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
         )
 

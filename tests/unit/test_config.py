@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from vigil.config import ConfigError, Settings, parse_database_url, parse_kafka_url
+
+
+def test_defaults_mean_embedded_services() -> None:
+    s = Settings.from_env({})
+    assert s.kafka_url is None and s.database_url is None
+    assert s.gateway_port == 8765
+    assert s.state_dir.name == ".vigil"
+
+
+def test_kafka_url_with_several_brokers() -> None:
+    assert parse_kafka_url("kafka://a:9092,b:9093") == [("a", 9092), ("b", 9093)]
+    assert parse_kafka_url("127.0.0.1:19092") == [("127.0.0.1", 19092)]
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("kafka://host", "has no port"),
+        ("kafka://host:99999", "port"),
+        ("http://host:9092", "scheme"),
+        ("kafka://:9092", "no host"),
+        ("kafka://host:abc", "not host:port"),
+    ],
+)
+def test_bad_kafka_urls_name_the_variable(value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="VIGIL_KAFKA_URL") as err:
+        Settings.from_env({"VIGIL_KAFKA_URL": value})
+    assert fragment.lower() in str(err.value).lower()
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("mysql://u@h:5432/db", "scheme"),
+        ("postgresql://u@h:70000/db", "port"),
+        ("postgresql://u@h:5432", "names no database"),
+        ("postgresql:///db", "no host"),
+    ],
+)
+def test_bad_database_urls(value: str, fragment: str) -> None:
+    with pytest.raises(ConfigError, match="VIGIL_DATABASE_URL") as err:
+        parse_database_url(value)
+    assert fragment.lower() in str(err.value).lower()
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"VIGIL_GATEWAY_PORT": "eighty"}, "not an integer"),
+        ({"VIGIL_GATEWAY_PORT": "70000"}, "outside"),
+        ({"VIGIL_TOPIC_PREFIX": "bad prefix!"}, "VIGIL_TOPIC_PREFIX"),
+        ({"VIGIL_HR_HIGH_LIMIT": "5"}, "outside 30-300"),
+    ],
+)
+def test_other_bad_values(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        Settings.from_env(env)
+
+
+def test_cli_reports_bad_config_in_one_line_without_traceback() -> None:
+    env = {"VIGIL_DATABASE_URL": "postgresql://u@h:99999/db", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "vigil", "db", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("vigil: configuration error: VIGIL_DATABASE_URL")
+    assert "Traceback" not in done.stderr
+
+
+def test_commands_needing_external_services_say_so() -> None:
+    done = subprocess.run([sys.executable, "-m", "vigil", "worker"], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "VIGIL_DATABASE_URL is not set" in done.stderr
