@@ -6,13 +6,23 @@ STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint clean
+.PHONY: demo test venv lint clean test-tools
 
 demo: $(STAMP)
 	$(BIN)/vigil demo $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Tools the tests need beyond the virtualenv: Java 17 and Maven run Apache Kafka
+# (installed with apt when missing and we are root); the Compose plugin validates
+# docker-compose.yml.
+test-tools:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
+	  else echo "the tests need Java 17 and Maven (apt-get install openjdk-17-jre-headless maven)"; exit 1; fi; }
+	@./scripts/install-compose-plugin.sh
 
 lint: $(STAMP)
 	$(BIN)/mypy

@@ -36,6 +36,15 @@ def _raise_stop(signum: int, frame: object) -> None:
     raise _Stop()
 
 
+def _shut_down(stoppers: list[Callable[[], None]]) -> None:
+    """Stop what was started, newest first. A second Ctrl-C or SIGTERM (make and the
+    terminal often deliver one each) must not cut the clean-up short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for stop in reversed(stoppers):
+        stop()
+
+
 def _say(text: str) -> None:
     print(text, flush=True)
 
@@ -111,8 +120,7 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:
-        for stop in reversed(stoppers):
-            stop()
+        _shut_down(stoppers)
 
 
 def _healthy(url: str) -> bool:
@@ -154,5 +162,4 @@ def run_services(state_dir: Path, kafka: str, brokers: int) -> int:
         print(f"vigil: {e}", file=sys.stderr)
         return 1
     finally:
-        for stop in reversed(stoppers):
-            stop()
+        _shut_down(stoppers)
