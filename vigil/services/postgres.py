@@ -142,7 +142,8 @@ class PostgresCluster:
         log = datadir / "postgres.log"
         if owner is not None and log.exists():
             os.chown(log, *owner)
-        proc = ManagedProcess.start("postgres", argv, log, user=uid, group=gid)
+        # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for clients.
+        proc = ManagedProcess.start("postgres", argv, log, user=uid, group=gid, death_signal=signal.SIGINT)
         cluster = cls(port=port, datadir=datadir, process=proc, database=database)
         try:
             wait_until(f"PostgreSQL on port {port} (log {log})", lambda: cluster._accepts(), timeout, proc)
@@ -176,7 +177,6 @@ class PostgresCluster:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
 
     def stop(self) -> None:
-        # SIGTERM = PostgreSQL's "smart" shutdown would wait for clients; SIGINT is "fast".
         if self.process.running():
             try:
                 os.kill(self.process.pid, signal.SIGINT)

@@ -7,10 +7,12 @@ in order. `ManagedProcess.stop()` sends SIGTERM, waits, and SIGKILLs stragglers.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +23,22 @@ __all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_op
 
 class ServiceError(RuntimeError):
     """A local service could not be found, installed or started; the message says which and why."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _death_signal_setter(sig: int) -> Callable[[], None] | None:
+    """A pre-exec hook that makes the kernel send ``sig`` to the child when its
+    parent dies, so services never outlive a launcher that was SIGKILLed (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def set_death_signal() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return set_death_signal
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,7 +95,10 @@ class ManagedProcess:
         cwd: Path | None = None,
         user: int | None = None,
         group: int | None = None,
+        death_signal: int = signal.SIGTERM,
     ) -> ManagedProcess:
+        """Start ``argv`` with output to ``log_path``. ``death_signal`` is what the
+        child receives if this process dies without stopping it."""
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
@@ -92,6 +113,7 @@ class ManagedProcess:
                 user=user,
                 group=group,
                 extra_groups=[] if user is not None else None,
+                preexec_fn=_death_signal_setter(death_signal),
             )
         except OSError as e:
             log.close()
