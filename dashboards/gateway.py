@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from importlib import resources
 from typing import Any, Protocol
 
@@ -48,7 +48,7 @@ class EventSource(Protocol):
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]: ...
     async def last_position(self) -> int: ...
-    def subscribe(self, after: int = 0, poll_interval: float = 1.0) -> AsyncIterator[RecordedEvent]: ...
+    def subscribe(self, after: int = 0, poll_interval: float = 1.0) -> AsyncGenerator[RecordedEvent, None]: ...
 
 
 class _Client:
@@ -92,12 +92,15 @@ class Gateway:
                 await self._hub
 
     async def _run_hub(self, after: int) -> None:
-        async for event in self._source.subscribe(after):
-            for client in list(self._clients):
-                try:
-                    client.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    client.overflowed.set()
+        # aclosing: on cancellation the subscription's own connection is closed now,
+        # not whenever the generator happens to be garbage-collected.
+        async with contextlib.aclosing(self._source.subscribe(after)) as events:
+            async for event in events:
+                for client in list(self._clients):
+                    try:
+                        client.queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        client.overflowed.set()
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]

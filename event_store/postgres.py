@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -162,7 +162,7 @@ class PostgresEventStore:
             value = await conn.fetchval("SELECT coalesce(max(position), 0) FROM events")
         return int(value)
 
-    async def subscribe(self, after: int = 0, poll_interval: float = 1.0) -> AsyncIterator[RecordedEvent]:
+    async def subscribe(self, after: int = 0, poll_interval: float = 1.0) -> AsyncGenerator[RecordedEvent, None]:
         """Yield every event after ``after``: first those already stored, then new
         ones as they commit (woken by NOTIFY, with a slow poll as a safety net)."""
         wake = asyncio.Event()
