@@ -28,7 +28,7 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 
 from dashboards.gateway import Gateway
-from event_store.postgres import PostgresEventStore
+from event_store.postgres import PostgresRecorder
 from streams.simulator import WardSimulator, publish
 from streams.topics import TopicNames
 from vigil.services.kafka import KafkaCluster
@@ -46,7 +46,7 @@ def percentiles(values: list[float]) -> str:
 
 async def measure(bootstrap: str, database_url: str, embedded: bool, patients: int, seconds: float, work: Path) -> None:
     prefix = f"bench{int(time.time())}"
-    store = await PostgresEventStore.connect(database_url)
+    store = await PostgresRecorder.connect(database_url)
     await store.migrate()
     gateway = Gateway(store)
     server = await gateway.start("127.0.0.1", 0)

@@ -22,8 +22,9 @@ from typing import Any
 import faust
 
 from detectors.threshold import ThresholdRule, ThresholdState
+from event_store.events import NewEvent
 from event_store.exceptions import StoreUnavailable
-from event_store.postgres import PostgresEventStore
+from event_store.postgres import PostgresRecorder
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, decode_vitals
 from streams.vitals_pipeline import SourceRef, vitals_to_events
@@ -78,7 +79,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
 
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
-        store = await PostgresEventStore.connect(cfg.database_url)
+        store = await PostgresRecorder.connect(cfg.database_url)
         try:
             async for event in stream.events():
                 msg = event.message
@@ -103,13 +104,13 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     return app
 
 
-async def _append_with_retry(store: PostgresEventStore, events: list[Any]) -> None:
+async def _append_with_retry(store: PostgresRecorder, events: list[NewEvent]) -> None:
     """Back-pressure: while the database is down, hold this partition's stream
     (nothing is acknowledged, so nothing is lost) and retry with back-off."""
     delay = 0.2
     while True:
         try:
-            await store.append(events)
+            await store.append(events[0].stream_id, events)
             return
         except StoreUnavailable as e:
             log.warning("event store unavailable, retrying in %.1f s: %s", delay, e)

@@ -117,9 +117,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _gateway(settings: Settings) -> int:
     from dashboards.gateway import Gateway
-    from event_store.postgres import PostgresEventStore
+    from event_store.postgres import PostgresRecorder
 
-    store = await PostgresEventStore.connect(_need(settings.database_url, "VIGIL_DATABASE_URL"))
+    store = await PostgresRecorder.connect(_need(settings.database_url, "VIGIL_DATABASE_URL"))
     await store.migrate()
     gateway = Gateway(store)
     server = await gateway.start(settings.gateway_host, settings.gateway_port)

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from event_store.postgres import PostgresEventStore
+from event_store.postgres import PostgresRecorder
 from vigil.config import Settings
 from vigil.services.kafka import KafkaCluster, java_available
 from vigil.services.postgres import PostgresCluster
@@ -50,7 +50,7 @@ def _say(text: str) -> None:
 
 
 async def migrate(database_url: str) -> list[str]:
-    store = await PostgresEventStore.connect(database_url)
+    store = await PostgresRecorder.connect(database_url)
     try:
         return await store.migrate()
     finally:

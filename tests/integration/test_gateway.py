@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from dashboards.gateway import Gateway
 from event_store.events import NewEvent
-from event_store.postgres import PostgresEventStore
+from event_store.postgres import PostgresRecorder
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -28,14 +28,14 @@ def ev(n: int) -> NewEvent:
 
 
 @pytest_asyncio.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresEventStore]:
-    s = await PostgresEventStore.connect(database_url, max_size=10)
+async def store(database_url: str) -> AsyncIterator[PostgresRecorder]:
+    s = await PostgresRecorder.connect(database_url, max_size=10)
     await s.migrate()
     yield s
     await s.close()
 
 
-async def start(store: PostgresEventStore, queue_size: int = 1000) -> tuple[Gateway, Any, int]:
+async def start(store: PostgresRecorder, queue_size: int = 1000) -> tuple[Gateway, Any, int]:
     gateway = Gateway(store, queue_size=queue_size)
     server = await gateway.start("127.0.0.1", 0)
     return gateway, server, server.sockets[0].getsockname()[1]
@@ -47,8 +47,8 @@ async def stop(gateway: Gateway, server: Any) -> None:
     await gateway.stop()
 
 
-async def test_catch_up_then_live_then_resume(store: PostgresEventStore) -> None:
-    await store.append([ev(i) for i in range(5)])
+async def test_catch_up_then_live_then_resume(store: PostgresRecorder) -> None:
+    await store.append("patient-p1", [ev(i) for i in range(5)])
     gateway, server, port = await start(store)
     try:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
@@ -56,10 +56,10 @@ async def test_catch_up_then_live_then_resume(store: PostgresEventStore) -> None
             msgs = [json.loads(await ws.recv()) for _ in range(6)]
             assert [m.get("position") for m in msgs] == [1, 2, 3, 4, 5, 5]
             assert msgs[-1]["type"] == "caught_up"
-            await store.append([ev(5), ev(6)])
+            await store.append("patient-p1", [ev(5), ev(6)])
             live = [json.loads(await asyncio.wait_for(ws.recv(), 10)) for _ in range(2)]
             assert [(m["type"], m["position"], m["payload"]["hr"]) for m in live] == [("event", 6, 5), ("event", 7, 6)]
-        await store.append([ev(7)])
+        await store.append("patient-p1", [ev(7)])
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             await ws.send(json.dumps({"type": "subscribe", "last_position": 6}))
             resumed = [json.loads(await ws.recv()) for _ in range(3)]
@@ -68,14 +68,14 @@ async def test_catch_up_then_live_then_resume(store: PostgresEventStore) -> None
         await stop(gateway, server)
 
 
-async def test_no_event_lost_or_repeated_across_50_reconnects(store: PostgresEventStore) -> None:
+async def test_no_event_lost_or_repeated_across_50_reconnects(store: PostgresRecorder) -> None:
     gateway, server, port = await start(store)
     total = 300
     rng = random.Random(3)
 
     async def produce() -> None:
         for i in range(total):
-            await store.append([ev(i)])
+            await store.append("patient-p1", [ev(i)])
             await asyncio.sleep(0.002)
 
     received: list[int] = []
@@ -100,13 +100,13 @@ async def test_no_event_lost_or_repeated_across_50_reconnects(store: PostgresEve
         await stop(gateway, server)
 
 
-async def test_slow_client_is_told_to_resync(store: PostgresEventStore) -> None:
+async def test_slow_client_is_told_to_resync(store: PostgresRecorder) -> None:
     gateway, server, port = await start(store, queue_size=1)
     try:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
             await ws.send(json.dumps({"type": "subscribe", "last_position": 0}))
             assert json.loads(await ws.recv())["type"] == "caught_up"
-            await store.append([ev(i) for i in range(50)])  # one commit: the hub gets 50 at once
+            await store.append("patient-p1", [ev(i) for i in range(50)])  # one commit: the hub gets 50 at once
             types = []
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
@@ -117,7 +117,7 @@ async def test_slow_client_is_told_to_resync(store: PostgresEventStore) -> None:
         await stop(gateway, server)
 
 
-async def test_bad_subscribe_is_refused_with_a_reason(store: PostgresEventStore) -> None:
+async def test_bad_subscribe_is_refused_with_a_reason(store: PostgresRecorder) -> None:
     gateway, server, port = await start(store)
     try:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
@@ -130,7 +130,7 @@ async def test_bad_subscribe_is_refused_with_a_reason(store: PostgresEventStore)
         await stop(gateway, server)
 
 
-async def test_serves_the_dashboard_page(store: PostgresEventStore) -> None:
+async def test_serves_the_dashboard_page(store: PostgresRecorder) -> None:
     gateway, server, port = await start(store)
     try:
         def get(path: str) -> tuple[int, str, bytes]:

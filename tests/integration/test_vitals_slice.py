@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from websockets.asyncio.client import connect
 
 from dashboards.gateway import Gateway
-from event_store.postgres import PostgresEventStore
+from event_store.postgres import PostgresRecorder
 from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 from vigil.services.process import ManagedProcess
@@ -60,7 +60,7 @@ async def test_hr_alarm_reaches_websocket_client_exactly_once(
 ) -> None:
     kind, bootstrap = any_kafka
     topics = TopicNames(topic_prefix)
-    store = await PostgresEventStore.connect(database_url)
+    store = await PostgresRecorder.connect(database_url)
     await store.migrate()
     gateway = Gateway(store)
     server = await gateway.start("127.0.0.1", 0)

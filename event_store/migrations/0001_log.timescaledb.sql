@@ -1,0 +1,67 @@
+-- The append-only event log on TimescaleDB: the same tables and rules as
+-- 0001_log.native.sql, with `events` as a hypertable on store time, compression
+-- of chunks older than 7 days, and a continuous aggregate of vitals per minute.
+-- Hypertables, like partitioned tables, only allow unique indexes that include the
+-- time column, hence the separate event_ids / streams tables (see the native file).
+-- Not exercised by the test suite on machines without the extension.
+CREATE EXTENSION IF NOT EXISTS timescaledb;
+
+CREATE TABLE events (
+    position        bigint      NOT NULL,
+    event_id        uuid        NOT NULL,
+    stream_id       text        NOT NULL,
+    stream_version  integer     NOT NULL CHECK (stream_version > 0),
+    event_type      text        NOT NULL,
+    schema_version  integer     NOT NULL CHECK (schema_version > 0),
+    occurred_at     timestamptz NOT NULL,
+    recorded_at     timestamptz NOT NULL,
+    payload         jsonb       NOT NULL,
+    metadata        jsonb       NOT NULL,
+    chain_hash      bytea       NOT NULL,
+    PRIMARY KEY (position, recorded_at)
+);
+SELECT create_hypertable('events', by_range('recorded_at', interval '1 day'));
+CREATE INDEX events_stream_idx ON events (stream_id, stream_version);
+ALTER TABLE events SET (timescaledb.compress, timescaledb.compress_orderby = 'position');
+SELECT add_compression_policy('events', interval '7 days');
+
+CREATE TABLE event_ids (event_id uuid PRIMARY KEY, stream_id text NOT NULL, position bigint NOT NULL UNIQUE);
+CREATE TABLE streams (stream_id text PRIMARY KEY, version integer NOT NULL CHECK (version > 0));
+CREATE TABLE log_head (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    position bigint NOT NULL,
+    chain_hash bytea NOT NULL
+);
+INSERT INTO log_head (position, chain_hash) VALUES (0, decode(repeat('00', 32), 'hex'));
+
+CREATE FUNCTION vigil_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'vigil: % on % refused: the event log is append-only', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+CREATE FUNCTION vigil_protect(tbl regclass, allow_update boolean) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('CREATE TRIGGER vigil_no_delete BEFORE DELETE%s ON %s FOR EACH ROW EXECUTE FUNCTION vigil_refuse_change()',
+                   CASE WHEN allow_update THEN '' ELSE ' OR UPDATE' END, tbl);
+    EXECUTE format('CREATE TRIGGER vigil_no_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION vigil_refuse_change()', tbl);
+END
+$$;
+SELECT vigil_protect('events', false);
+SELECT vigil_protect('event_ids', false);
+SELECT vigil_protect('log_head', true);
+CREATE FUNCTION vigil_ensure_partitions(months_ahead integer) RETURNS void LANGUAGE sql AS $$ SELECT $$;
+
+CREATE MATERIALIZED VIEW vitals_per_minute WITH (timescaledb.continuous) AS
+SELECT stream_id,
+       time_bucket(interval '1 minute', recorded_at) AS minute,
+       avg((payload ->> 'hr')::double precision)   AS hr,
+       avg((payload ->> 'spo2')::double precision) AS spo2,
+       avg((payload ->> 'rr')::double precision)   AS rr,
+       count(*)                                    AS samples
+FROM events
+WHERE event_type = 'VitalsObserved'
+GROUP BY 1, 2
+WITH NO DATA;
+SELECT add_continuous_aggregate_policy('vitals_per_minute',
+    start_offset => interval '1 hour', end_offset => interval '1 minute', schedule_interval => interval '1 minute');
