@@ -171,11 +171,16 @@ class PostgresRecorder(EventRecorder):
         self._dsn = dsn
 
     @classmethod
-    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 5, attempts: int = 20) -> PostgresRecorder:
-        """Open a pool, retrying while the server is unreachable (it may be starting)."""
+    async def connect(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 5, attempts: int = 20, role: str | None = None
+    ) -> PostgresRecorder:
+        """Open a pool, retrying while the server is unreachable (it may be starting).
+        ``role``: ``SET ROLE`` for every connection (e.g. ``vigil_app``)."""
+        settings = {"role": role} if role else None
 
         async def open_pool() -> asyncpg.Pool:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                             server_settings=settings)
 
         return cls(await _retrying("connect", open_pool, attempts), dsn)
 

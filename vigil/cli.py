@@ -6,6 +6,8 @@
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--rate HZ] [--duration S] [--seed N]
     vigil db migrate
+    vigil audit verify
+    vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
 Configuration comes from environment variables (`vigil.config`); a bad value is
 reported in one line and the command exits with status 2.
@@ -19,6 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from vigil.config import ConfigError, Settings
 from vigil.services.process import ServiceError
@@ -44,7 +47,25 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=42)
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=("migrate",))
+    audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 and name the first bad position")
+    replay = audit_sub.add_parser("replay", help="print a stream's or a patient's timeline")
+    who = replay.add_mutually_exclusive_group(required=True)
+    who.add_argument("--stream", help="stream id, e.g. patient-p0001")
+    who.add_argument("--patient", help="pseudonymous patient id, e.g. p0001")
+    replay.add_argument("--from", dest="start", type=_timestamp, help="ISO 8601 start (inclusive)")
+    replay.add_argument("--to", dest="end", type=_timestamp, help="ISO 8601 end (exclusive)")
+    replay.add_argument("--actor", help="who is reading (recorded); default: the OS user")
     return p
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from e
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _need(value: str | None, name: str) -> str:
@@ -80,6 +101,14 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
+    if args.command == "audit":
+        from vigil import audit
+
+        url = _need(settings.database_url, "VIGIL_DATABASE_URL")
+        if args.audit_command == "verify":
+            return asyncio.run(audit.verify_command(url))
+        return asyncio.run(audit.replay_command(
+            url, stream_id=args.stream, patient_id=args.patient, start=args.start, end=args.end, actor=args.actor))
     if args.command == "worker":
         from streams.app import WorkerConfig, run_worker
         from streams.topics import TopicNames
@@ -118,10 +147,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 async def _gateway(settings: Settings) -> int:
     from dashboards.gateway import Gateway
     from event_store.postgres import PostgresRecorder
+    from event_store.store import EventStore
 
     store = await PostgresRecorder.connect(_need(settings.database_url, "VIGIL_DATABASE_URL"))
     await store.migrate()
-    gateway = Gateway(store)
+    gateway = Gateway(EventStore(store))
     server = await gateway.start(settings.gateway_host, settings.gateway_port)
     port = server.sockets[0].getsockname()[1] if server.sockets else settings.gateway_port
     print(f"gateway listening on http://{settings.gateway_host}:{port}/", flush=True)

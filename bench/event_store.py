@@ -1,0 +1,256 @@
+"""Throughput and latency of the PostgreSQL event store (`event_store.postgres`).
+
+Starts a private PostgreSQL cluster in a temp dir (fsync on, like production) unless
+``--database-url`` points at one, migrates a single database (fresh when private;
+stream ids are unique per run, so an existing one can be reused), and prints:
+
+  batched append    events/s, 100 / 1 000 / 10 000 events per append_batch (50 streams)
+  single append     events/s, 1 and 16 concurrent writers, one stream each
+  subscription      commit -> delivery latency p50/p99 at ~200 events/s
+  read_all          events/s paging read_all(after, 10 000) over the whole log
+  replay            events/s folding the whole log into a projection
+  verify            events/s of recorder.verify() over the whole log
+  bytes/event       pg_total_relation_size(events partitions + event_ids + streams) / count
+
+Append rates count only the time inside append/append_batch (events are built
+outside it). Nothing is asserted; figures only.
+
+    .venv/bin/python bench/event_store.py            # ~2-3 min
+    .venv/bin/python bench/event_store.py --quick    # ~30 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# Run as a script, this file's folder is sys.path[0] and its name would shadow the
+# `event_store` package: drop that entry (the project is installed in the venv).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+from event_store.events import AppendRequest, NewEvent, RecordedEvent  # noqa: E402
+from event_store.postgres import PostgresRecorder  # noqa: E402
+from vigil.services.postgres import PostgresCluster  # noqa: E402
+
+RUN = uuid.uuid4().hex[:6]  # keeps stream ids unique when --database-url is reused
+_offsets: dict[int, int] = {}
+
+
+def vitals(stream: str, patient: str, partition: int) -> NewEvent:
+    offset = _offsets[partition] = _offsets.get(partition, -1) + 1
+    return NewEvent(
+        event_id=uuid.uuid4(), stream_id=stream, event_type="VitalsObserved", occurred_at=datetime.now(UTC),
+        payload={"patient_id": patient, "hr": random.randint(55, 120), "spo2": random.randint(88, 100),
+                 "rr": random.randint(10, 24), "sbp": random.randint(95, 150), "dbp": random.randint(55, 95),
+                 "temp": round(random.uniform(36.0, 38.5), 1)},
+        metadata={"source": {"topic": "vigil.vitals", "partition": partition, "offset": offset},
+                  "device_id": f"mon-{patient}"},
+    )
+
+
+def batch(tag: str, size: int, streams: int = 50) -> list[AppendRequest]:
+    per = max(1, size // streams)
+    return [
+        AppendRequest(f"patient-{RUN}.{tag}.p{s:04d}",
+                      tuple(vitals(f"patient-{RUN}.{tag}.p{s:04d}", f"p{s:04d}", s % 6) for _ in range(per)))
+        for s in range(min(streams, size))
+    ]
+
+
+def line(label: str, value: str) -> None:
+    print(f"  {label:<44} {value}", flush=True)
+
+
+async def batched(rec: PostgresRecorder, size: int, seconds: float) -> None:
+    events, spent, calls = 0, 0.0, 0
+    while spent < seconds or calls < 2:
+        reqs = batch(f"b{size}", size)
+        t = time.perf_counter()
+        await rec.append_batch(reqs)
+        spent += time.perf_counter() - t
+        events += sum(len(r.events) for r in reqs)
+        calls += 1
+    line(f"batched append, {size:>6,} events/call", f"{events / spent:>10,.0f} events/s  "
+         f"({calls} calls, {spent / calls * 1000:.1f} ms/call)")
+
+
+async def single(rec: PostgresRecorder, writers: int, seconds: float) -> None:
+    counts = [0] * writers
+    spent = [0.0] * writers
+    latencies: list[float] = []
+
+    async def writer(w: int) -> None:
+        stream = f"patient-{RUN}.s{writers}.w{w:02d}"
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            e = vitals(stream, f"w{w:02d}", w % 6)
+            t = time.perf_counter()
+            await rec.append(stream, [e])
+            spent[w] += (d := time.perf_counter() - t)
+            latencies.append(d * 1000)
+            counts[w] += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    wall = time.perf_counter() - t0
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    line(f"single-event append, {writers:>2} writer(s)", f"{sum(counts) / wall:>10,.0f} events/s  "
+         f"(append p50 {q[49]:.1f} ms, p99 {q[98]:.1f} ms)")
+
+
+async def subscription(rec: PostgresRecorder, rate: float, seconds: float) -> None:
+    after = (await rec.head()).position
+    returned: dict[int, float] = {}
+    delivered: dict[int, float] = {}
+    total = int(rate * seconds)
+    done = asyncio.Event()
+
+    async def subscriber() -> None:
+        sub = rec.subscribe(after, poll_interval=1.0)
+        try:
+            async for e in sub:
+                delivered[e.position] = time.perf_counter()
+                if len(delivered) >= total:
+                    done.set()
+                    return
+        finally:
+            await sub.aclose()
+
+    task = asyncio.create_task(subscriber())
+    await asyncio.sleep(0.5)  # let it connect and LISTEN
+    stream = f"patient-{RUN}.sub"
+    start = time.perf_counter()
+    for i in range(total):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        (pos,) = await rec.append(stream, [vitals(stream, "sub", 0)])
+        returned[pos] = time.perf_counter()
+    achieved = total / (time.perf_counter() - start)
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    except TimeoutError:
+        pass
+    task.cancel()
+    lat = [(delivered[p] - returned[p]) * 1000 for p in returned if p in delivered]
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [float("nan")] * 99
+    line("subscription commit->delivery latency", f"p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms  max {max(lat, default=0):.1f} ms")
+    print(f"  {'':<44} (n={len(lat)}/{total} at {achieved:.0f} events/s; measured from append() return, so "
+          "the post-commit return is included - negative = delivered before append() returned)")
+
+
+async def read_pages(rec: PostgresRecorder, fold: Callable[[list[RecordedEvent]], None] | None = None) -> int:
+    after, n = 0, 0
+    while page := await rec.read_all(after, 10_000):
+        if fold is not None:
+            fold(page)
+        n += len(page)
+        after = page[-1].position
+        if len(page) < 10_000:
+            break
+    return n
+
+
+def projector() -> tuple[str, Any] | None:
+    """A projector class from event_store.projections with a rebuild/catch-up method, if any."""
+    try:
+        mod = importlib.import_module("event_store.projections")
+    except ImportError:
+        return None
+    for name in getattr(mod, "__all__", dir(mod)):
+        obj = getattr(mod, name, None)
+        if isinstance(obj, type) and not name.startswith("_"):
+            for meth in ("rebuild", "catch_up", "catchup", "replay"):
+                if callable(getattr(obj, meth, None)):
+                    return f"{name}.{meth}", obj
+    return None
+
+
+async def replay(rec: PostgresRecorder, total: int) -> None:
+    found = projector()
+    if found is not None:
+        print(f"  (event_store.projections has {found[0]}; its constructor is project-specific: "
+              "see replay_with_projector)")
+    latest: dict[str, dict[str, Any]] = {}
+
+    def fold(page: list[RecordedEvent]) -> None:
+        for e in page:
+            if e.event_type == "VitalsObserved":
+                latest[e.stream_id] = {**latest.get(e.stream_id, {}), **e.payload, "at": e.occurred_at}
+
+    t = time.perf_counter()
+    n = await read_pages(rec, fold)
+    dt = time.perf_counter() - t
+    line("replay -> in-process fold (latest vitals)", f"{n / dt:>10,.0f} events/s  "
+         f"({n:,} events -> {len(latest)} streams in {dt:.1f} s; no projections module used)")
+
+
+async def measure(url: str, quick: bool) -> None:
+    secs = 1.0 if quick else 4.0
+    rec = await PostgresRecorder.connect(url, max_size=20)
+    try:
+        await rec.migrate()
+        async with rec._pool.acquire() as conn:  # noqa: SLF001 - bench-only peek at the server
+            version = await conn.fetchval("SHOW server_version")
+            fsync = await conn.fetchval("SHOW fsync")
+            sync = await conn.fetchval("SHOW synchronous_commit")
+        print(f"cores={os.cpu_count()}  PostgreSQL {version}  fsync={fsync} synchronous_commit={sync}"
+              f"  mode={'quick' if quick else 'default'}")
+        for size in (100, 1_000, 10_000):
+            await batched(rec, size, secs)
+        for writers in (1, 16):
+            await single(rec, writers, secs)
+        await subscription(rec, 200.0, 2.0 if quick else 5.0)
+        t = time.perf_counter()
+        total = await read_pages(rec)
+        dt = time.perf_counter() - t
+        line("read_all, 10 000/page", f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s)")
+        await replay(rec, total)
+        t = time.perf_counter()
+        report = await rec.verify()
+        dt = time.perf_counter() - t
+        line("verify (hash chain)", f"{report.events / dt:>10,.0f} events/s  "
+             f"(ok={report.ok}, {report.events:,} events in {dt:.1f} s)")
+        async with rec._pool.acquire() as conn:  # noqa: SLF001
+            await conn.execute("CHECKPOINT") if not quick else None
+            size = await conn.fetchval(
+                "SELECT (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))"
+                " + pg_total_relation_size('event_ids') + pg_total_relation_size('streams')")
+            count = await conn.fetchval("SELECT count(*) FROM events")
+        line("bytes per event on disk", f"{size / count:>10,.0f} B  ({size / 2**20:.1f} MiB / {count:,} events, "
+             "heap+TOAST+indexes of events partitions, event_ids, streams)")
+    finally:
+        await rec.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--database-url", help="use this database instead of a private cluster")
+    p.add_argument("--quick", action="store_true", help="~30 s run with ~1 s per append figure")
+    args = p.parse_args()
+    if args.database_url:
+        asyncio.run(measure(args.database_url, args.quick))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = PostgresCluster.start(Path(tmp) / "pg", database="bench", durable=True)
+        try:
+            asyncio.run(measure(pg.url, args.quick))
+        finally:
+            pg.stop()
+
+
+if __name__ == "__main__":
+    main()

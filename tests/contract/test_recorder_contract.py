@@ -1,0 +1,155 @@
+"""One contract, every backend: the same append/read/subscribe/verify tests run on
+the in-memory recorder and on PostgreSQL (STYLE practice 9)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+
+from event_store.base import EventRecorder
+from event_store.events import ANY_VERSION, NO_STREAM, AppendRequest, NewEvent
+from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
+from event_store.memory import MemoryRecorder
+from event_store.postgres import PostgresRecorder
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture(params=["memory", "postgres"])
+async def recorder(request: pytest.FixtureRequest) -> AsyncIterator[EventRecorder]:
+    if request.param == "memory":
+        yield MemoryRecorder()
+        return
+    url = request.getfixturevalue("database_url")
+    rec = await PostgresRecorder.connect(url, max_size=20)
+    await rec.migrate()
+    yield rec
+    await rec.close()
+
+
+def ev(stream: str = "patient-p1", n: int = 0, **payload: object) -> NewEvent:
+    return NewEvent(uuid.uuid4(), stream, "VitalsObserved", datetime.now(UTC), {"n": n, **payload},
+                    metadata={"source": {"topic": "t", "partition": 0, "offset": n}})
+
+
+async def test_positions_and_versions_have_no_gaps(recorder: EventRecorder) -> None:
+    assert await recorder.append("patient-a", [ev("patient-a", 0), ev("patient-a", 1)], NO_STREAM) == [1, 2]
+    assert await recorder.append("patient-b", [ev("patient-b", 0)]) == [3]
+    assert await recorder.append("patient-a", [ev("patient-a", 2)], 2) == [4]
+    a = await recorder.read_stream("patient-a")
+    assert [(e.stream_version, e.position, e.payload["n"]) for e in a] == [(1, 1, 0), (2, 2, 1), (3, 4, 2)]
+    assert [e.position for e in await recorder.read_all(0)] == [1, 2, 3, 4]
+    assert [e.position for e in await recorder.read_all(2, limit=1)] == [3]
+    assert [e.stream_version for e in await recorder.read_stream("patient-a", from_version=2, limit=1)] == [2]
+    assert await recorder.read_stream("patient-none") == []
+    assert (await recorder.head()).position == 4
+
+
+async def test_stored_event_round_trips_exactly(recorder: EventRecorder) -> None:
+    e = NewEvent(uuid.uuid4(), "patient-x", "AlertRaised", datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC),
+                 {"alert_id": "a1", "value": 150.5, "limit": 130, "nested": {"k": [1, 2.25, "z"]}, "ok": True},
+                 schema_version=3, metadata={"actor": "device"})
+    await recorder.append("patient-x", [e])
+    (got,) = await recorder.read_all(0)
+    assert (got.event_id, got.stream_id, got.event_type, got.schema_version) == (e.event_id, "patient-x", "AlertRaised", 3)
+    assert got.occurred_at == e.occurred_at
+    assert got.payload == e.payload and got.metadata == e.metadata
+    assert got.recorded_at.tzinfo is not None
+
+
+async def test_appending_again_is_a_no_op_returning_original_positions(recorder: EventRecorder) -> None:
+    batch = [ev(n=i) for i in range(3)]
+    first = await recorder.append("patient-p1", batch)
+    head = await recorder.head()
+    assert await recorder.append("patient-p1", batch, expected_version=0) == first  # a retry after a crash
+    assert await recorder.head() == head
+    late = ev(n=9)
+    assert await recorder.append("patient-p1", [batch[1], late]) == [first[1], 4]
+    assert len(await recorder.read_all(0)) == 4
+
+
+async def test_expected_version_is_enforced(recorder: EventRecorder) -> None:
+    await recorder.append("patient-p1", [ev()], NO_STREAM)
+    with pytest.raises(ConcurrencyConflict) as err:
+        await recorder.append("patient-p1", [ev()], NO_STREAM)
+    assert (err.value.expected, err.value.actual) == (0, 1)
+    with pytest.raises(ConcurrencyConflict):
+        await recorder.append("patient-p1", [ev()], 5)
+    assert await recorder.append("patient-p1", [ev()], ANY_VERSION) == [2]
+
+
+async def test_concurrent_writers_with_the_same_expectation_one_wins(recorder: EventRecorder) -> None:
+    await recorder.append("alert-1", [ev("alert-1")])
+    results = await asyncio.gather(
+        *(recorder.append("alert-1", [ev("alert-1", i)], expected_version=1) for i in range(5)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, list) for r in results) == 1
+    assert sum(isinstance(r, ConcurrencyConflict) for r in results) == 4
+    assert len(await recorder.read_stream("alert-1")) == 2
+
+
+async def test_a_batch_is_all_or_nothing(recorder: EventRecorder) -> None:
+    await recorder.append("patient-b", [ev("patient-b")])
+    head = await recorder.head()
+    with pytest.raises(ConcurrencyConflict):
+        await recorder.append_batch([
+            AppendRequest("patient-a", (ev("patient-a"), ev("patient-a"))),
+            AppendRequest("patient-b", (ev("patient-b"),), expected_version=NO_STREAM),
+        ])
+    assert await recorder.head() == head
+    assert await recorder.read_stream("patient-a") == []
+    positions = await recorder.append_batch([
+        AppendRequest("patient-a", (ev("patient-a", 1), ev("patient-a", 2))),
+        AppendRequest("patient-b", (ev("patient-b", 3),), expected_version=1),
+    ])
+    assert sorted(positions.values()) == [2, 3, 4]
+
+
+async def test_an_event_id_belongs_to_one_stream(recorder: EventRecorder) -> None:
+    e = ev("patient-a")
+    await recorder.append("patient-a", [e])
+    clash = NewEvent(e.event_id, "patient-b", e.event_type, e.occurred_at, e.payload)
+    with pytest.raises(DuplicateEvent, match=str(e.event_id)):
+        await recorder.append("patient-b", [clash])
+
+
+async def test_subscribers_see_every_concurrent_append_once_in_order(recorder: EventRecorder) -> None:
+    writers, appends, subscribers = 8, 20, 3
+    total = writers * appends + writers * 5 * 3  # single appends plus 5 batches of 3 per writer
+    seen: list[list[int]] = [[] for _ in range(subscribers)]
+
+    async def follow(out: list[int], after: int) -> None:
+        async with contextlib.aclosing(recorder.subscribe(after, poll_interval=5)) as events:
+            async for event in events:
+                out.append(event.position)
+                if len(out) == total:
+                    return
+
+    async def write(w: int) -> None:
+        for i in range(appends):
+            await recorder.append(f"patient-w{w}", [ev(f"patient-w{w}", i)])
+            if i % 4 == 0:
+                await recorder.append_batch([AppendRequest(f"patient-b{w}", tuple(ev(f"patient-b{w}") for _ in range(3)))])
+
+    followers = [asyncio.create_task(follow(seen[i], 0)) for i in range(subscribers)]
+    await asyncio.gather(*(write(w) for w in range(writers)))
+    await asyncio.wait_for(asyncio.gather(*followers), 60)
+    for out in seen:
+        assert out == list(range(1, total + 1))
+
+
+async def test_verify_passes_on_an_intact_log(recorder: EventRecorder) -> None:
+    for i in range(30):
+        await recorder.append(f"patient-{i % 4}", [ev(f"patient-{i % 4}", i, hr=70.0 + i, big=1e20, tiny=1e-7)])
+    report = await recorder.verify(page=7)
+    assert report.ok, report.summary()
+    assert (report.events, report.last_position) == (30, 30)
+    assert report.last_hash == (await recorder.head()).chain_hash
+    assert report.summary().startswith("OK: 30 events")
