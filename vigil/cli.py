@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, default=None)
     sim.add_argument("--seed", type=int, default=42)
     db = sub.add_parser("db", help="database administration")
-    db.add_argument("action", choices=("migrate",))
+    db.add_argument("action", choices=("migrate", "rebuild-projections"))
     audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 and name the first bad position")
@@ -97,6 +98,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return launcher.run_demo(settings, args.patients, args.duration)
     if args.command == "services":
         return launcher.run_services(settings.state_dir / "services", args.kafka, args.brokers)
+    if args.command == "db" and args.action == "rebuild-projections":
+        position = asyncio.run(launcher.rebuild_projections(_need(settings.database_url, "VIGIL_DATABASE_URL")))
+        print(f"projections rebuilt up to position {position}")
+        return 0
     if args.command == "db":
         applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
@@ -147,10 +152,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 async def _gateway(settings: Settings) -> int:
     from dashboards.gateway import Gateway
     from event_store.postgres import PostgresRecorder
+    from event_store.projections import PostgresProjector
     from event_store.store import EventStore
 
-    store = await PostgresRecorder.connect(_need(settings.database_url, "VIGIL_DATABASE_URL"))
+    url = _need(settings.database_url, "VIGIL_DATABASE_URL")
+    store = await PostgresRecorder.connect(url)
     await store.migrate()
+    # The gateway process also keeps the ward-status projections current; several
+    # gateways may run it at once, the projector's checkpoint lock serialises them.
+    projector = await PostgresProjector.connect(url, store)
+    projecting = asyncio.create_task(projector.run(), name="projector")
     gateway = Gateway(EventStore(store))
     server = await gateway.start(settings.gateway_host, settings.gateway_port)
     port = server.sockets[0].getsockname()[1] if server.sockets else settings.gateway_port
@@ -163,5 +174,9 @@ async def _gateway(settings: Settings) -> int:
     server.close()
     await server.wait_closed()
     await gateway.stop()
+    projecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await projecting
+    await projector.close()
     await store.close()
     return 0

@@ -25,7 +25,7 @@ from vigil.services.postgres import PostgresCluster
 from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
 from vigil.services.tansu import TansuBroker
 
-__all__ = ["run_demo", "run_services", "migrate"]
+__all__ = ["run_demo", "run_services", "migrate", "rebuild_projections"]
 
 
 class _Stop(Exception):
@@ -53,6 +53,22 @@ async def migrate(database_url: str) -> list[str]:
     store = await PostgresRecorder.connect(database_url)
     try:
         return await store.migrate()
+    finally:
+        await store.close()
+
+
+async def rebuild_projections(database_url: str) -> int:
+    """Drop the projections' rows and replay the whole log into them."""
+    from event_store.projections import PostgresProjector
+
+    store = await PostgresRecorder.connect(database_url)
+    try:
+        await store.migrate()
+        projector = await PostgresProjector.connect(database_url, store)
+        try:
+            return await projector.rebuild()
+        finally:
+            await projector.close()
     finally:
         await store.close()
 
