@@ -8,15 +8,17 @@ stream ids are unique per run, so an existing one can be reused), and prints:
   single append     events/s, 1 and 16 concurrent writers, one stream each
   subscription      commit -> delivery latency p50/p99 at ~200 events/s
   read_all          events/s paging read_all(after, 10 000) over the whole log
-  replay            events/s folding the whole log into a projection
+  replay            events/s of PostgresProjector.rebuild() over the whole log, into a
+                    schema of its own (bench_<run id>)
+                    (an in-process fold of latest vitals if event_store.projections is absent)
   verify            events/s of recorder.verify() over the whole log
   bytes/event       pg_total_relation_size(events partitions + event_ids + streams) / count
 
-Append rates count only the time inside append/append_batch (events are built
-outside it). Nothing is asserted; figures only.
+Batched rates count only the time inside append_batch (events are built outside
+it); single-event rates are events / wall time. Nothing is asserted; figures only.
 
-    .venv/bin/python bench/event_store.py            # ~2-3 min
-    .venv/bin/python bench/event_store.py --quick    # ~30 s
+    .venv/bin/python bench/event_store.py            # ~40 s-2 min
+    .venv/bin/python bench/event_store.py --quick    # ~15-30 s
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 # Run as a script, this file's folder is sys.path[0] and its name would shadow the
 # `event_store` package: drop that entry (the project is installed in the venv).
@@ -89,7 +93,6 @@ async def batched(rec: PostgresRecorder, size: int, seconds: float) -> None:
 
 async def single(rec: PostgresRecorder, writers: int, seconds: float) -> None:
     counts = [0] * writers
-    spent = [0.0] * writers
     latencies: list[float] = []
 
     async def writer(w: int) -> None:
@@ -99,8 +102,7 @@ async def single(rec: PostgresRecorder, writers: int, seconds: float) -> None:
             e = vitals(stream, f"w{w:02d}", w % 6)
             t = time.perf_counter()
             await rec.append(stream, [e])
-            spent[w] += (d := time.perf_counter() - t)
-            latencies.append(d * 1000)
+            latencies.append((time.perf_counter() - t) * 1000)
             counts[w] += 1
 
     t0 = time.perf_counter()
@@ -145,11 +147,12 @@ async def subscription(rec: PostgresRecorder, rate: float, seconds: float) -> No
     except TimeoutError:
         pass
     task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
     lat = [(delivered[p] - returned[p]) * 1000 for p in returned if p in delivered]
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [float("nan")] * 99
     line("subscription commit->delivery latency", f"p50 {q[49]:.1f} ms  p99 {q[98]:.1f} ms  max {max(lat, default=0):.1f} ms")
-    print(f"  {'':<44} (n={len(lat)}/{total} at {achieved:.0f} events/s; measured from append() return, so "
-          "the post-commit return is included - negative = delivered before append() returned)")
+    print(f"  {'':<44} (n={len(lat)}/{total} at {achieved:.0f} events/s; from append() return to delivery,"
+          " so it includes the post-commit return)")
 
 
 async def read_pages(rec: PostgresRecorder, fold: Callable[[list[RecordedEvent]], None] | None = None) -> int:
@@ -164,26 +167,26 @@ async def read_pages(rec: PostgresRecorder, fold: Callable[[list[RecordedEvent]]
     return n
 
 
-def projector() -> tuple[str, Any] | None:
-    """A projector class from event_store.projections with a rebuild/catch-up method, if any."""
+async def replay(rec: PostgresRecorder, url: str) -> None:
+    """Rebuild event_store.projections' ward-status tables (in a private schema) from the
+    whole log if that module is there; else fold latest vitals per stream in process."""
     try:
-        mod = importlib.import_module("event_store.projections")
-    except ImportError:
-        return None
-    for name in getattr(mod, "__all__", dir(mod)):
-        obj = getattr(mod, name, None)
-        if isinstance(obj, type) and not name.startswith("_"):
-            for meth in ("rebuild", "catch_up", "catchup", "replay"):
-                if callable(getattr(obj, meth, None)):
-                    return f"{name}.{meth}", obj
-    return None
-
-
-async def replay(rec: PostgresRecorder, total: int) -> None:
-    found = projector()
-    if found is not None:
-        print(f"  (event_store.projections has {found[0]}; its constructor is project-specific: "
-              "see replay_with_projector)")
+        projector_cls: Any = importlib.import_module("event_store.projections").PostgresProjector
+    except (ImportError, AttributeError):
+        projector_cls = None
+    if projector_cls is not None:
+        proj = await projector_cls.connect(url, rec, schema=f"bench_{RUN}")
+        try:
+            await proj.create_tables()
+            t = time.perf_counter()
+            reached = await proj.rebuild()
+            dt = time.perf_counter() - t
+            rows = len(await proj.statuses())
+        finally:
+            await proj.close()
+        line("replay -> PostgresProjector.rebuild()", f"{reached / dt:>10,.0f} events/s  ({reached:,} events -> "
+             f"{rows} patient_status rows in {dt:.1f} s, page {getattr(proj, '_page_size', '?')})")
+        return
     latest: dict[str, dict[str, Any]] = {}
 
     def fold(page: list[RecordedEvent]) -> None:
@@ -194,19 +197,18 @@ async def replay(rec: PostgresRecorder, total: int) -> None:
     t = time.perf_counter()
     n = await read_pages(rec, fold)
     dt = time.perf_counter() - t
-    line("replay -> in-process fold (latest vitals)", f"{n / dt:>10,.0f} events/s  "
-         f"({n:,} events -> {len(latest)} streams in {dt:.1f} s; no projections module used)")
+    line("replay -> in-process fold (no projections)", f"{n / dt:>10,.0f} events/s  "
+         f"({n:,} events -> latest vitals of {len(latest)} streams in {dt:.1f} s)")
 
 
 async def measure(url: str, quick: bool) -> None:
     secs = 1.0 if quick else 4.0
     rec = await PostgresRecorder.connect(url, max_size=20)
+    await rec.migrate()
+    info = await asyncpg.connect(url)
     try:
-        await rec.migrate()
-        async with rec._pool.acquire() as conn:  # noqa: SLF001 - bench-only peek at the server
-            version = await conn.fetchval("SHOW server_version")
-            fsync = await conn.fetchval("SHOW fsync")
-            sync = await conn.fetchval("SHOW synchronous_commit")
+        version, fsync, sync = [await info.fetchval(f"SHOW {name}") for name in
+                                ("server_version", "fsync", "synchronous_commit")]
         print(f"cores={os.cpu_count()}  PostgreSQL {version}  fsync={fsync} synchronous_commit={sync}"
               f"  mode={'quick' if quick else 'default'}")
         for size in (100, 1_000, 10_000):
@@ -218,28 +220,29 @@ async def measure(url: str, quick: bool) -> None:
         total = await read_pages(rec)
         dt = time.perf_counter() - t
         line("read_all, 10 000/page", f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s)")
-        await replay(rec, total)
+        await replay(rec, url)
         t = time.perf_counter()
         report = await rec.verify()
         dt = time.perf_counter() - t
         line("verify (hash chain)", f"{report.events / dt:>10,.0f} events/s  "
              f"(ok={report.ok}, {report.events:,} events in {dt:.1f} s)")
-        async with rec._pool.acquire() as conn:  # noqa: SLF001
-            await conn.execute("CHECKPOINT") if not quick else None
-            size = await conn.fetchval(
-                "SELECT (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))"
-                " + pg_total_relation_size('event_ids') + pg_total_relation_size('streams')")
-            count = await conn.fetchval("SELECT count(*) FROM events")
+        timescale = await info.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
+        size = await info.fetchval(
+            ("SELECT hypertable_size('events')" if timescale else
+             "SELECT (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))")
+            + " + pg_total_relation_size('event_ids') + pg_total_relation_size('streams')")
+        count = await info.fetchval("SELECT count(*) FROM events")
         line("bytes per event on disk", f"{size / count:>10,.0f} B  ({size / 2**20:.1f} MiB / {count:,} events, "
              "heap+TOAST+indexes of events partitions, event_ids, streams)")
     finally:
+        await info.close()
         await rec.close()
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database-url", help="use this database instead of a private cluster")
-    p.add_argument("--quick", action="store_true", help="~30 s run with ~1 s per append figure")
+    p.add_argument("--quick", action="store_true", help="~15-30 s run: ~1 s per append figure")
     args = p.parse_args()
     if args.database_url:
         asyncio.run(measure(args.database_url, args.quick))

@@ -21,7 +21,7 @@ from datetime import datetime
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
-from event_store.integrity import VerifyReport, chain, leaf_hash, verify
+from event_store.integrity import VerifyReport, canonical_json, chain, leaf_hash_encoded, verify
 
 __all__ = ["EventRecorder", "LogHead", "Sequenced", "sequence"]
 
@@ -41,6 +41,8 @@ class Sequenced:
     streams: dict[str, int]
     """New version of every stream that grows."""
     head: LogHead
+    encoded: list[tuple[str, str]]
+    """`canonical_json` of each new event's payload and metadata, as hashed: write these."""
 
 
 def sequence(
@@ -81,15 +83,15 @@ def sequence(
             fresh.append((e, current))
         versions[req.stream_id] = current
     leaves = []
+    encoded = []
     position = head.position
     for e, version in fresh:
         position += 1
         positions[e.event_id] = position
-        leaves.append(leaf_hash(
-            position, version, event_id=e.event_id, stream_id=e.stream_id, event_type=e.event_type,
-            schema_version=e.schema_version, occurred_at=e.occurred_at, recorded_at=now,
-            payload=e.payload, metadata=e.metadata,
-        ))
+        texts = (canonical_json(e.payload), canonical_json(e.metadata))
+        encoded.append(texts)
+        leaves.append(leaf_hash_encoded(
+            position, e.event_id, e.stream_id, version, e.event_type, e.schema_version, e.occurred_at, now, *texts))
     hashes = chain(head.chain_hash, leaves)
     new = [
         RecordedEvent(
@@ -101,7 +103,8 @@ def sequence(
     ]
     new_head = LogHead(position, hashes[-1]) if hashes else head
     grown = {r.stream_id: versions[r.stream_id] for r in requests if r.stream_id in versions}
-    return Sequenced(new, positions, {s: v for s, v in grown.items() if v != stream_versions.get(s, 0)}, new_head)
+    changed = {s: v for s, v in grown.items() if v != stream_versions.get(s, 0)}
+    return Sequenced(new, positions, changed, new_head, encoded)
 
 
 class EventRecorder(abc.ABC):

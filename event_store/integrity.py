@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from event_store.events import RecordedEvent
 
-__all__ = ["GENESIS", "leaf_hash", "link", "chain", "VerifyReport", "verify"]
+__all__ = ["GENESIS", "canonical_json", "leaf_hash", "leaf_hash_encoded", "link", "chain", "VerifyReport", "verify"]
 
 GENESIS = bytes(32)
 
@@ -40,43 +41,41 @@ def _ts(value: datetime) -> str:
 def _canonical(value: object) -> object:
     """Numbers as PostgreSQL's jsonb gives them back: an integral float (5.0, 1e20)
     may return as an int, so encode it as one on both sides."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
+        return {k: _canonical(v) if isinstance(v, (float, dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
         return [_canonical(v) for v in value]
     return value
 
 
-def leaf_hash(position: int, stream_version: int, event: RecordedEvent | None = None, **fields: object) -> bytes:
-    """SHA-256 of the canonical encoding of one stored event.
+def canonical_json(value: object) -> str:
+    """The one JSON text of ``value`` that both sides hash: sorted keys, no spaces,
+    integral floats as integers. It survives PostgreSQL's jsonb round trip."""
+    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-    Call with a `RecordedEvent` (verification) or with its fields as keywords
-    (append, before the row exists): both give the same bytes.
-    """
-    if event is not None:
-        fields = {
-            "event_id": event.event_id, "stream_id": event.stream_id, "event_type": event.event_type,
-            "schema_version": event.schema_version, "occurred_at": event.occurred_at,
-            "recorded_at": event.recorded_at, "payload": event.payload, "metadata": event.metadata,
-        }
-    doc = [
-        position,
-        str(fields["event_id"]),
-        fields["stream_id"],
-        stream_version,
-        fields["event_type"],
-        fields["schema_version"],
-        _ts(fields["occurred_at"]),  # type: ignore[arg-type]
-        _ts(fields["recorded_at"]),  # type: ignore[arg-type]
-        _canonical(fields["payload"]),
-        _canonical(fields["metadata"]),
-    ]
-    # sort_keys + compact separators: the same JSON text whatever the dict order, and
-    # PostgreSQL's jsonb round trip (which reorders keys) does not change it.
-    encoded = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+def leaf_hash_encoded(
+    position: int, event_id: uuid.UUID, stream_id: str, stream_version: int, event_type: str,
+    schema_version: int, occurred_at: datetime, recorded_at: datetime, payload_json: str, metadata_json: str,
+) -> bytes:
+    """SHA-256 leaf of one event whose payload and metadata are already `canonical_json`."""
+    encoded = (
+        f"[{position},\"{event_id}\",{json.dumps(stream_id, ensure_ascii=False)},{stream_version},"
+        f"{json.dumps(event_type)},{schema_version},\"{_ts(occurred_at)}\",\"{_ts(recorded_at)}\","
+        f"{payload_json},{metadata_json}]"
+    )
     return hashlib.sha256(b"\x00" + encoded.encode()).digest()
+
+
+def leaf_hash(event: RecordedEvent) -> bytes:
+    """SHA-256 leaf of a stored event, as verification recomputes it."""
+    return leaf_hash_encoded(
+        event.position, event.event_id, event.stream_id, event.stream_version, event.event_type,
+        event.schema_version, event.occurred_at, event.recorded_at,
+        canonical_json(event.payload), canonical_json(event.metadata),
+    )
 
 
 def link(previous: bytes, leaf: bytes) -> bytes:
@@ -121,7 +120,7 @@ async def verify(events: AsyncIterable[RecordedEvent], head_position: int, head_
             return bad(event.position, f"position {event.position} appears again or out of order")
         if event.position > expected:
             return bad(expected, f"position {expected} is missing (next stored is {event.position})")
-        computed = link(previous, leaf_hash(event.position, event.stream_version, event))
+        computed = link(previous, leaf_hash(event))
         if computed != event.chain_hash:
             return bad(event.position, "event content or order does not match its chain hash")
         previous = computed

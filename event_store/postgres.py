@@ -57,7 +57,7 @@ FROM log_head h
 FOR UPDATE OF h
 """
 
-_INSERT = """
+_INSERT = f"""
 WITH rows AS (
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
                          $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::bytea[])
@@ -75,6 +75,7 @@ WITH rows AS (
     ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version
 )
 UPDATE log_head SET position = $14, chain_hash = $15
+RETURNING pg_notify('{NOTIFY_CHANNEL}', position::text)
 """
 
 _SELECT = """
@@ -84,9 +85,14 @@ FROM events
 """
 
 
+def _encode_json(value: object) -> str:
+    # Already-encoded text (the canonical JSON that was hashed) goes in as it is.
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
 
 
 def _row_to_event(row: asyncpg.Record) -> RecordedEvent:
@@ -176,7 +182,9 @@ class PostgresRecorder(EventRecorder):
     ) -> PostgresRecorder:
         """Open a pool, retrying while the server is unreachable (it may be starting).
         ``role``: ``SET ROLE`` for every connection (e.g. ``vigil_app``)."""
-        settings = {"role": role} if role else None
+        # Custom plans: a cached generic plan for "event_id = ANY($1)" scans the whole
+        # event_ids table (it is planned once, when the table was tiny), under the lock.
+        settings = {"plan_cache_mode": "force_custom_plan"} | ({"role": role} if role else {})
 
         async def open_pool() -> asyncpg.Pool:
             return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
@@ -209,12 +217,11 @@ class PostgresRecorder(EventRecorder):
                         _INSERT,
                         [e.position for e in n], [e.event_id for e in n], [e.stream_id for e in n],
                         [e.stream_version for e in n], [e.event_type for e in n], [e.schema_version for e in n],
-                        [e.occurred_at for e in n], [e.payload for e in n], [e.metadata for e in n],
+                        [e.occurred_at for e in n], [p for p, _ in done.encoded], [m for _, m in done.encoded],
                         [e.chain_hash for e in n], n[0].recorded_at,
                         list(done.streams), list(done.streams.values()),
                         done.head.position, done.head.chain_hash,
                     )
-                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, str(done.head.position))
                 return done.positions
 
         return await _retrying("append", attempt)
