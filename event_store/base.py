@@ -5,10 +5,11 @@ stored (no upcasting; see `event_store.store.EventStore` for that). Backends:
 `event_store.memory.MemoryRecorder` and `event_store.postgres.PostgresRecorder`;
 `tests/contract/` runs one suite against both.
 
-Appending is two steps. Outside any lock, requests are validated. Then, inside the
-backend's sequencer (one at a time), `sequence()` checks idempotency and expected
-versions against the current state, and gives each new event its position (the
-next integer: positions have no gaps), stream version, store time and chain hash.
+Appending is two steps. Outside any lock, `prepare()` encodes every event and
+computes its leaf hash (the expensive part). Then, inside the backend's sequencer
+(one writer at a time), `sequence()` checks idempotency and expected versions
+against the current state and gives each new event its position (the next integer:
+positions have no gaps), stream version and chain hash (one SHA-256 each).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from datetime import datetime
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
-from event_store.integrity import VerifyReport, canonical_json, chain, leaf_hash_encoded, verify
+from event_store.integrity import StoredRow, VerifyReport, encode_json, leaf_hash, link, verify
 
-__all__ = ["EventRecorder", "LogHead", "Sequenced", "sequence"]
+__all__ = ["EventRecorder", "LogHead", "Prepared", "Sequenced", "prepare", "sequence"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,26 +34,47 @@ class LogHead:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """What can be computed for an event before the sequencer lock."""
+
+    payload_json: str
+    metadata_json: str
+    leaf: bytes
+
+
+def prepare(requests: Sequence[AppendRequest], recorded_at: datetime) -> dict[uuid.UUID, Prepared]:
+    """Encode and leaf-hash every requested event. Pure; runs outside the lock, so
+    concurrent writers do this work in parallel."""
+    out: dict[uuid.UUID, Prepared] = {}
+    for req in requests:
+        for e in req.events:
+            payload_json, metadata_json = encode_json(e.payload), encode_json(e.metadata)
+            out[e.event_id] = Prepared(payload_json, metadata_json, leaf_hash(
+                e.event_id, e.stream_id, e.event_type, e.schema_version, e.occurred_at, recorded_at,
+                payload_json, metadata_json))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Sequenced:
-    new: list[RecordedEvent]
-    """Events to write, in position order."""
+    new: list[StoredRow]
+    """Rows to write, in position order."""
     positions: dict[uuid.UUID, int]
     """Position of every event in the requests, new or already stored."""
     streams: dict[str, int]
     """New version of every stream that grows."""
     head: LogHead
-    encoded: list[tuple[str, str]]
-    """`canonical_json` of each new event's payload and metadata, as hashed: write these."""
 
 
 def sequence(
     requests: Sequence[AppendRequest],
+    prepared: Mapping[uuid.UUID, Prepared],
+    recorded_at: datetime,
     head: LogHead,
     stream_versions: Mapping[str, int],
     stored: Mapping[uuid.UUID, tuple[str, int]],
-    now: datetime,
 ) -> Sequenced:
-    """Decide what an atomic batch appends. Pure.
+    """Decide what an atomic batch appends; runs inside the sequencer lock. Pure.
 
     ``stream_versions``: current version of each requested stream (absent = 0).
     ``stored``: ``event_id -> (stream_id, position)`` for requested ids already in the log.
@@ -61,50 +83,36 @@ def sequence(
     """
     positions: dict[uuid.UUID, int] = {}
     versions = dict(stream_versions)
-    fresh: list[tuple[NewEvent, int]] = []
+    new: list[StoredRow] = []
+    previous = head.chain_hash
+    position = head.position
     for req in requests:
-        new_events: list[NewEvent] = []
+        fresh: list[NewEvent] = []
         for e in req.events:
             if e.event_id in stored:
-                owner, position = stored[e.event_id]
+                owner, at = stored[e.event_id]
                 if owner != e.stream_id:
                     raise DuplicateEvent(f"event_id {e.event_id} is already stored in stream {owner!r}")
-                positions[e.event_id] = position
+                positions[e.event_id] = at
             elif e.event_id not in positions:
                 positions[e.event_id] = 0  # placeholder: a repeat inside the batch is skipped
-                new_events.append(e)
-        if not new_events:
+                fresh.append(e)
+        if not fresh:
             continue
         current = versions.get(req.stream_id, 0)
         if req.expected_version is not None and req.expected_version != current:
             raise ConcurrencyConflict(req.stream_id, req.expected_version, current)
-        for e in new_events:
+        for e in fresh:
             current += 1
-            fresh.append((e, current))
+            position += 1
+            p = prepared[e.event_id]
+            previous = link(previous, p.leaf)
+            positions[e.event_id] = position
+            new.append(StoredRow(position, e.event_id, e.stream_id, current, e.event_type, e.schema_version,
+                                 e.occurred_at, recorded_at, p.payload_json, p.metadata_json, previous))
         versions[req.stream_id] = current
-    leaves = []
-    encoded = []
-    position = head.position
-    for e, version in fresh:
-        position += 1
-        positions[e.event_id] = position
-        texts = (canonical_json(e.payload), canonical_json(e.metadata))
-        encoded.append(texts)
-        leaves.append(leaf_hash_encoded(
-            position, e.event_id, e.stream_id, version, e.event_type, e.schema_version, e.occurred_at, now, *texts))
-    hashes = chain(head.chain_hash, leaves)
-    new = [
-        RecordedEvent(
-            position=head.position + i + 1, event_id=e.event_id, stream_id=e.stream_id, stream_version=version,
-            event_type=e.event_type, schema_version=e.schema_version, occurred_at=e.occurred_at,
-            recorded_at=now, payload=e.payload, metadata=e.metadata, chain_hash=h,
-        )
-        for i, ((e, version), h) in enumerate(zip(fresh, hashes, strict=True))
-    ]
-    new_head = LogHead(position, hashes[-1]) if hashes else head
-    grown = {r.stream_id: versions[r.stream_id] for r in requests if r.stream_id in versions}
-    changed = {s: v for s, v in grown.items() if v != stream_versions.get(s, 0)}
-    return Sequenced(new, positions, changed, new_head, encoded)
+    changed = {s: v for s, v in versions.items() if v != stream_versions.get(s, 0)}
+    return Sequenced(new, positions, changed, LogHead(position, previous))
 
 
 class EventRecorder(abc.ABC):
@@ -143,19 +151,24 @@ class EventRecorder(abc.ABC):
         commits, in position order, never skipping or repeating one. Close it with
         ``aclose()`` (or ``contextlib.aclosing``)."""
 
+    @abc.abstractmethod
+    async def read_stored(self, after: int = 0, limit: int = 10_000) -> list[StoredRow]:
+        """Rows exactly as stored (payload and metadata as their stored text), in
+        position order: what `verify` checks."""
+
     async def verify(self, page: int = 10_000) -> VerifyReport:
         """Recompute the hash chain over the whole log (see `event_store.integrity`)."""
         head = await self.head()
 
-        async def pages() -> AsyncGenerator[RecordedEvent, None]:
+        async def pages() -> AsyncGenerator[list[StoredRow], None]:
             after = 0
             while True:
-                batch = await self.read_all(after, page)
-                for e in batch:
-                    yield e
-                if len(batch) < page:
+                rows = await self.read_stored(after, page)
+                if rows:
+                    yield rows
+                if len(rows) < page:
                     return
-                after = batch[-1].position
+                after = rows[-1].position
 
         return await verify(pages(), head.position, head.chain_hash)
 

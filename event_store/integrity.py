@@ -1,20 +1,29 @@
 """The hash chain that makes the log tamper-evident, and its verification.
 
-Every event's *leaf* is SHA-256 over a canonical encoding of everything stored about
-it (position, ids, versions, type, times, payload, metadata). Its *chain hash* is
-``SHA-256(0x01 || previous chain hash || leaf)``, starting from 32 zero bytes. The
-distinct prefixes (0x00 for leaves, 0x01 for links) follow RFC 6962 §2.1 so a leaf
-can never be passed off as a link. Positions are gap-free, so `verify` can tell:
+Payload and metadata are stored as the exact JSON text the writer produced (the
+PostgreSQL ``json`` type keeps text byte for byte), and that text is what gets
+hashed, so verification never re-encodes anything.
 
-- an altered event: its recomputed chain hash differs;
-- a removed event: a position is missing;
-- an inserted event: a position repeats or the chain breaks after it;
-- reordered events: the chain breaks at the first moved one;
-- a cut-off tail: the log ends before the head record (last position and hash).
+- *leaf* = SHA-256(0x00 ‖ canonical line of the event: id, stream, type, schema
+  version, occurred/recorded times in integer microseconds, payload text, metadata text)
+- *chain hash* = SHA-256(0x01 ‖ previous chain hash ‖ leaf), from 32 zero bytes.
 
-A superuser can rewrite the head record too. Verification is then only as strong
-as the last head value an auditor wrote down elsewhere (``vigil audit verify``
-prints it), which is the usual limit of a hash chain without external anchoring.
+The 0x00/0x01 prefixes follow RFC 6962 §2.1, so a leaf can never pass for a link.
+A leaf does not contain the position or the stream version: it can be computed
+before the writer takes the sequencer lock. The chain binds the order instead, and
+`verify` checks that positions run 1, 2, 3, … and that each stream's versions run
+1, 2, 3, … in position order. Together that finds:
+
+- an altered event (its leaf, hence its chain hash, changes);
+- a removed event (a position is missing);
+- an inserted or duplicated event (a position repeats, or the chain breaks);
+- reordered events (the chain breaks at the first moved one);
+- a renumbered stream version (a stream's versions stop being consecutive);
+- a cut-off tail (the log ends before the head record: last position and hash).
+
+A superuser can rewrite the head record too. The head hash printed by
+``vigil audit verify`` is therefore worth recording outside the database; that is
+the usual limit of a hash chain without external anchoring.
 """
 
 from __future__ import annotations
@@ -24,58 +33,34 @@ import json
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from event_store.events import RecordedEvent
-
-__all__ = ["GENESIS", "canonical_json", "leaf_hash", "leaf_hash_encoded", "link", "chain", "VerifyReport", "verify"]
+__all__ = ["GENESIS", "StoredRow", "encode_json", "leaf_hash", "link", "chain", "VerifyReport", "verify"]
 
 GENESIS = bytes(32)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _ts(value: datetime) -> str:
-    # Microseconds in UTC: PostgreSQL's timestamptz keeps exactly that much.
-    return f"{value.timestamp():.6f}"
+def encode_json(value: object) -> str:
+    """The JSON text written for a payload or metadata (and hashed as it is)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _canonical(value: object) -> object:
-    """Numbers as PostgreSQL's jsonb gives them back: an integral float (5.0, 1e20)
-    may return as an int, so encode it as one on both sides."""
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        return {k: _canonical(v) if isinstance(v, (float, dict, list)) else v for k, v in value.items()}
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    return value
+def _micros(value: datetime) -> int:
+    # Exact integer microseconds: PostgreSQL's timestamptz keeps exactly that much.
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def canonical_json(value: object) -> str:
-    """The one JSON text of ``value`` that both sides hash: sorted keys, no spaces,
-    integral floats as integers. It survives PostgreSQL's jsonb round trip."""
-    return json.dumps(_canonical(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def leaf_hash_encoded(
-    position: int, event_id: uuid.UUID, stream_id: str, stream_version: int, event_type: str,
-    schema_version: int, occurred_at: datetime, recorded_at: datetime, payload_json: str, metadata_json: str,
+def leaf_hash(
+    event_id: uuid.UUID, stream_id: str, event_type: str, schema_version: int,
+    occurred_at: datetime, recorded_at: datetime, payload_json: str, metadata_json: str,
 ) -> bytes:
-    """SHA-256 leaf of one event whose payload and metadata are already `canonical_json`."""
-    encoded = (
-        f"[{position},\"{event_id}\",{json.dumps(stream_id, ensure_ascii=False)},{stream_version},"
-        f"{json.dumps(event_type)},{schema_version},\"{_ts(occurred_at)}\",\"{_ts(recorded_at)}\","
-        f"{payload_json},{metadata_json}]"
+    line = (
+        f"{event_id}\n{json.dumps(stream_id, ensure_ascii=False)}\n{event_type}\n{schema_version}\n"
+        f"{_micros(occurred_at)}\n{_micros(recorded_at)}\n{payload_json}\n{metadata_json}"
     )
-    return hashlib.sha256(b"\x00" + encoded.encode()).digest()
-
-
-def leaf_hash(event: RecordedEvent) -> bytes:
-    """SHA-256 leaf of a stored event, as verification recomputes it."""
-    return leaf_hash_encoded(
-        event.position, event.event_id, event.stream_id, event.stream_version, event.event_type,
-        event.schema_version, event.occurred_at, event.recorded_at,
-        canonical_json(event.payload), canonical_json(event.metadata),
-    )
+    return hashlib.sha256(b"\x00" + line.encode()).digest()
 
 
 def link(previous: bytes, leaf: bytes) -> bytes:
@@ -88,6 +73,27 @@ def chain(previous: bytes, leaves: list[bytes]) -> list[bytes]:
         previous = link(previous, leaf)
         out.append(previous)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """One event exactly as stored, payload and metadata as their stored text."""
+
+    position: int
+    event_id: uuid.UUID
+    stream_id: str
+    stream_version: int
+    event_type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    payload_json: str
+    metadata_json: str
+    chain_hash: bytes
+
+    def leaf(self) -> bytes:
+        return leaf_hash(self.event_id, self.stream_id, self.event_type, self.schema_version,
+                         self.occurred_at, self.recorded_at, self.payload_json, self.metadata_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,29 +111,33 @@ class VerifyReport:
         return f"TAMPERED at position {self.first_bad_position}: {self.problem}"
 
 
-async def verify(events: AsyncIterable[RecordedEvent], head_position: int, head_hash: bytes) -> VerifyReport:
-    """Check the chain over ``events`` (all of them, in position order) against the
+async def verify(rows: AsyncIterable[list[StoredRow]], head_position: int, head_hash: bytes) -> VerifyReport:
+    """Check the chain over all stored rows (pages in position order) against the
     head record. Stops at the first problem."""
     expected = 1
     previous = GENESIS
-    count = 0
+    versions: dict[str, int] = {}
 
     def bad(position: int, problem: str) -> VerifyReport:
-        return VerifyReport(False, count, expected - 1, previous, position, problem)
+        return VerifyReport(False, expected - 1, expected - 1, previous, position, problem)
 
-    async for event in events:
-        if event.position < expected:
-            return bad(event.position, f"position {event.position} appears again or out of order")
-        if event.position > expected:
-            return bad(expected, f"position {expected} is missing (next stored is {event.position})")
-        computed = link(previous, leaf_hash(event))
-        if computed != event.chain_hash:
-            return bad(event.position, "event content or order does not match its chain hash")
-        previous = computed
-        count += 1
-        expected += 1
+    async for page in rows:
+        for row in page:
+            if row.position < expected:
+                return bad(row.position, f"position {row.position} appears again or out of order")
+            if row.position > expected:
+                return bad(expected, f"position {expected} is missing (next stored is {row.position})")
+            computed = hashlib.sha256(b"\x01" + previous + row.leaf()).digest()
+            if computed != row.chain_hash:
+                return bad(row.position, "event content or order does not match its chain hash")
+            version = versions.get(row.stream_id, 0) + 1
+            if row.stream_version != version:
+                return bad(row.position, f"stream {row.stream_id} has version {row.stream_version}, expected {version}")
+            versions[row.stream_id] = version
+            previous = computed
+            expected += 1
     if expected - 1 != head_position:
         return bad(expected, f"log ends at position {expected - 1} but the head records {head_position}")
     if previous != head_hash:
         return bad(head_position, "last chain hash does not match the head record")
-    return VerifyReport(True, count, head_position, previous)
+    return VerifyReport(True, expected - 1, head_position, previous)

@@ -7,37 +7,43 @@ PostgreSQL sequencer and an `asyncio.Condition` that of LISTEN/NOTIFY.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
-from event_store.base import EventRecorder, LogHead, sequence
+from event_store.base import EventRecorder, LogHead, prepare, sequence
 from event_store.events import AppendRequest, RecordedEvent
-from event_store.integrity import GENESIS
+from event_store.integrity import GENESIS, StoredRow
 
 __all__ = ["MemoryRecorder"]
 
 
 class MemoryRecorder(EventRecorder):
     def __init__(self) -> None:
+        self._rows: list[StoredRow] = []
         self._events: list[RecordedEvent] = []
-        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
+        self._by_id: dict[uuid.UUID, StoredRow] = {}
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._head = LogHead(0, GENESIS)
         self._lock = asyncio.Lock()
         self._appended = asyncio.Condition()
 
     async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
+        now = datetime.now(UTC)
+        prepared = prepare(requests, now)
         async with self._lock:
             ids = {e.event_id for r in requests for e in r.events}
             stored = {i: (self._by_id[i].stream_id, self._by_id[i].position) for i in ids if i in self._by_id}
             versions = {r.stream_id: len(self._streams.get(r.stream_id, ())) for r in requests}
-            done = sequence(requests, self._head, versions, stored, datetime.now(UTC))
+            done = sequence(requests, prepared, now, self._head, versions, stored)
             # sequence() raised before this point if anything conflicts: all or nothing.
-            for e in done.new:
-                self._events.append(e)
-                self._by_id[e.event_id] = e
-                self._streams.setdefault(e.stream_id, []).append(e)
+            for row in done.new:
+                event = _decoded(row)
+                self._rows.append(row)
+                self._events.append(event)
+                self._by_id[row.event_id] = row
+                self._streams.setdefault(row.stream_id, []).append(event)
             self._head = done.head
         if done.new:
             async with self._appended:
@@ -52,6 +58,10 @@ class MemoryRecorder(EventRecorder):
         # Positions are 1, 2, 3, ... so position p sits at index p - 1.
         start = max(after, 0)
         return self._events[start:start + limit]
+
+    async def read_stored(self, after: int = 0, limit: int = 10_000) -> list[StoredRow]:
+        start = max(after, 0)
+        return self._rows[start:start + limit]
 
     async def head(self) -> LogHead:
         return self._head
@@ -70,3 +80,13 @@ class MemoryRecorder(EventRecorder):
                             await asyncio.wait_for(self._appended.wait(), poll_interval)
                         except TimeoutError:
                             pass
+
+
+def _decoded(row: StoredRow) -> RecordedEvent:
+    """What a reader gets back: decoded from the stored text, as PostgreSQL would."""
+    return RecordedEvent(
+        position=row.position, event_id=row.event_id, stream_id=row.stream_id, stream_version=row.stream_version,
+        event_type=row.event_type, schema_version=row.schema_version, occurred_at=row.occurred_at,
+        recorded_at=row.recorded_at, payload=json.loads(row.payload_json), metadata=json.loads(row.metadata_json),
+        chain_hash=row.chain_hash,
+    )

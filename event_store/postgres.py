@@ -31,8 +31,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from event_store.base import EventRecorder, LogHead, sequence
+from event_store.base import EventRecorder, LogHead, prepare, sequence
 from event_store.events import AppendRequest, RecordedEvent
+from event_store.integrity import StoredRow
 from event_store.exceptions import AppendForbidden, EventStoreError, MigrationError, StoreUnavailable
 
 __all__ = ["PostgresRecorder", "NOTIFY_CHANNEL", "migrate"]
@@ -60,7 +61,7 @@ FOR UPDATE OF h
 _INSERT = f"""
 WITH rows AS (
     SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
-                         $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::bytea[])
+                         $7::timestamptz[], $8::json[], $9::json[], $10::bytea[])
            AS r(position, event_id, stream_id, stream_version, event_type, schema_version,
                 occurred_at, payload, metadata, chain_hash)
 ), ev AS (
@@ -88,6 +89,14 @@ FROM events
 def _encode_json(value: object) -> str:
     # Already-encoded text (the canonical JSON that was hashed) goes in as it is.
     return value if isinstance(value, str) else json.dumps(value)
+
+
+# Payload and metadata exactly as stored (json keeps the text), for verification.
+_SELECT_STORED = """
+SELECT position, event_id, stream_id, stream_version, event_type, schema_version,
+       occurred_at, recorded_at, payload::text, metadata::text, chain_hash
+FROM events WHERE position > $1 ORDER BY position LIMIT $2
+"""
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -204,21 +213,23 @@ class PostgresRecorder(EventRecorder):
             return {}
         ids = list({e.event_id for r in requests for e in r.events})
         stream_ids = list({r.stream_id for r in requests})
+        now = datetime.now(UTC)
+        prepared = prepare(requests, now)  # encoding and leaf hashes: outside the lock
 
         async def attempt() -> dict[uuid.UUID, int]:
             async with self._pool.acquire() as conn, conn.transaction():
                 row = await conn.fetchrow(_LOCK_AND_LOOK, ids, stream_ids)
                 stored = {uuid.UUID(i): (s, p) for i, s, p in row["stored"]}
-                done = sequence(requests, LogHead(row["position"], bytes(row["chain_hash"])),
-                                row["versions"], stored, datetime.now(UTC))
+                done = sequence(requests, prepared, now, LogHead(row["position"], bytes(row["chain_hash"])),
+                                row["versions"], stored)
                 if done.new:
                     n = done.new
                     await conn.execute(
                         _INSERT,
                         [e.position for e in n], [e.event_id for e in n], [e.stream_id for e in n],
                         [e.stream_version for e in n], [e.event_type for e in n], [e.schema_version for e in n],
-                        [e.occurred_at for e in n], [p for p, _ in done.encoded], [m for _, m in done.encoded],
-                        [e.chain_hash for e in n], n[0].recorded_at,
+                        [e.occurred_at for e in n], [e.payload_json for e in n], [e.metadata_json for e in n],
+                        [e.chain_hash for e in n], now,
                         list(done.streams), list(done.streams.values()),
                         done.head.position, done.head.chain_hash,
                     )
@@ -243,6 +254,14 @@ class PostgresRecorder(EventRecorder):
             return [_row_to_event(r) for r in rows]
 
         return await _retrying("read_all", read)
+
+    async def read_stored(self, after: int = 0, limit: int = 10_000) -> list[StoredRow]:
+        async def read() -> list[StoredRow]:
+            async with self._pool.acquire() as conn:
+                rows = await conn.fetch(_SELECT_STORED, after, limit)
+            return [StoredRow(*r) for r in rows]
+
+        return await _retrying("read_stored", read)
 
     async def head(self) -> LogHead:
         async def read() -> LogHead:

@@ -17,8 +17,8 @@ CREATE TABLE events (
     schema_version  integer     NOT NULL CHECK (schema_version > 0),
     occurred_at     timestamptz NOT NULL,
     recorded_at     timestamptz NOT NULL,
-    payload         jsonb       NOT NULL,
-    metadata        jsonb       NOT NULL,
+    payload         json        NOT NULL,  -- json, not jsonb: the exact text that was hashed
+    metadata        json        NOT NULL,
     chain_hash      bytea       NOT NULL,
     PRIMARY KEY (position, recorded_at)
 ) PARTITION BY RANGE (recorded_at);

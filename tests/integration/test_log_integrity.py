@@ -61,7 +61,9 @@ def test_intact_log_verifies(database_url: str) -> None:
 @pytest.mark.parametrize(
     ("tampering", "statements", "first_bad"),
     [
-        ("altered payload", ["UPDATE events SET payload = jsonb_set(payload, '{hr}', '999') WHERE position = 7"], 7),
+        ("altered payload", ["UPDATE events SET payload = jsonb_set(payload::jsonb, '{hr}', '999')::json WHERE position = 7"], 7),
+        ("reformatted payload", ["UPDATE events SET payload = (payload::jsonb)::json WHERE position = 8"], 8),
+        ("renumbered stream version", ["UPDATE events SET stream_version = 9 WHERE position = 6"], 6),
         ("altered time", ["UPDATE events SET occurred_at = occurred_at - interval '1 hour' WHERE position = 12"], 12),
         ("removed event", ["DELETE FROM events WHERE position = 5"], 5),
         ("reordered events", [
