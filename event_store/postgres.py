@@ -175,6 +175,9 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
             await conn.execute("INSERT INTO schema_migrations (name, flavour) VALUES ($1, $2)",
                                name, "timescaledb" if timescale else "native")
             applied.append(name)
+        # Every start (worker, gateway, `vigil db migrate`) keeps three months of
+        # partitions ahead; the default partition catches anything beyond them.
+        await conn.execute("SELECT vigil_ensure_partitions(3)")
         return applied
 
 

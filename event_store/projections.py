@@ -7,7 +7,7 @@ touched rows, and writes the new rows *and* the new checkpoint in one transactio
 (STYLE practice 7), so a crash at any point leaves rows and checkpoint consistent,
 and applying a page again changes nothing.
 
-Rules (tables in ``event_store/migrations/0004_projections.sql``):
+Rules (tables in ``event_store/migrations/0005_projections.sql``):
 
 - ``VitalsObserved``: the patient's ``last_vitals`` (payload without ``patient_id``)
   and ``last_observed_at`` become this observation's, unless the row already holds

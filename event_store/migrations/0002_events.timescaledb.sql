@@ -1,8 +1,5 @@
--- The append-only event log on TimescaleDB: the same tables and rules as
--- 0001_log.native.sql, with `events` as a hypertable on store time, compression
--- of chunks older than 7 days, and a continuous aggregate of vitals per minute.
--- Hypertables, like partitioned tables, only allow unique indexes that include the
--- time column, hence the separate event_ids / streams tables (see the native file).
+-- The events table on TimescaleDB: a hypertable on store time, compression of
+-- chunks older than 7 days, and a continuous aggregate of vitals per minute.
 -- Not exercised by the test suite on machines without the extension.
 CREATE EXTENSION IF NOT EXISTS timescaledb;
 
@@ -25,31 +22,8 @@ CREATE INDEX events_stream_idx ON events (stream_id, stream_version);
 ALTER TABLE events SET (timescaledb.compress, timescaledb.compress_orderby = 'position');
 SELECT add_compression_policy('events', interval '7 days');
 
-CREATE TABLE event_ids (event_id uuid PRIMARY KEY, stream_id text NOT NULL, position bigint NOT NULL UNIQUE);
-CREATE TABLE streams (stream_id text PRIMARY KEY, version integer NOT NULL CHECK (version > 0));
-CREATE TABLE log_head (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    position bigint NOT NULL,
-    chain_hash bytea NOT NULL
-);
-INSERT INTO log_head (position, chain_hash) VALUES (0, decode(repeat('00', 32), 'hex'));
-
-CREATE FUNCTION vigil_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION 'vigil: % on % refused: the event log is append-only', TG_OP, TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
-END
-$$;
-CREATE FUNCTION vigil_protect(tbl regclass, allow_update boolean) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE format('CREATE TRIGGER vigil_no_delete BEFORE DELETE%s ON %s FOR EACH ROW EXECUTE FUNCTION vigil_refuse_change()',
-                   CASE WHEN allow_update THEN '' ELSE ' OR UPDATE' END, tbl);
-    EXECUTE format('CREATE TRIGGER vigil_no_truncate BEFORE TRUNCATE ON %s FOR EACH STATEMENT EXECUTE FUNCTION vigil_refuse_change()', tbl);
-END
-$$;
 SELECT vigil_protect('events', false);
-SELECT vigil_protect('event_ids', false);
-SELECT vigil_protect('log_head', true);
+-- Chunks are managed by TimescaleDB; nothing to pre-create.
 CREATE FUNCTION vigil_ensure_partitions(months_ahead integer) RETURNS void LANGUAGE sql AS $$ SELECT $$;
 
 CREATE MATERIALIZED VIEW vitals_per_minute WITH (timescaledb.continuous) AS
