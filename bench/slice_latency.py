@@ -27,14 +27,19 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from dashboards.gateway import Gateway
-from event_store.postgres import PostgresRecorder
-from streams.simulator import WardSimulator, publish
-from streams.topics import TopicNames
-from vigil.services.kafka import KafkaCluster
-from vigil.services.postgres import PostgresCluster
-from vigil.services.process import ManagedProcess
-from vigil.services.tansu import TansuBroker
+# Run as a script, this folder is sys.path[0], and bench/event_store.py would shadow
+# the `event_store` package: drop that entry (the project is installed in the venv).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+from dashboards.gateway import Gateway  # noqa: E402
+from event_store.postgres import PostgresRecorder  # noqa: E402
+from streams.simulator import WardSimulator, publish  # noqa: E402
+from streams.topics import TopicNames  # noqa: E402
+from vigil.services.kafka import KafkaCluster  # noqa: E402
+from vigil.services.postgres import PostgresCluster  # noqa: E402
+from vigil.services.process import ManagedProcess  # noqa: E402
+from vigil.services.tansu import TansuBroker  # noqa: E402
 
 
 def percentiles(values: list[float]) -> str:
