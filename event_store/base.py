@@ -15,6 +15,8 @@ positions have no gaps), stream version and chain hash (one SHA-256 each).
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,9 +24,9 @@ from datetime import datetime
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
-from event_store.integrity import StoredRow, VerifyReport, encode_json, leaf_hash, link, verify
+from event_store.integrity import StoredRow, VerifyReport, encode_json, leaf_hash, link, micros, verify
 
-__all__ = ["EventRecorder", "LogHead", "Prepared", "Sequenced", "prepare", "sequence"]
+__all__ = ["EventRecorder", "LogHead", "NewRow", "Prepared", "Sequenced", "prepare", "sequence"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +48,31 @@ def prepare(requests: Sequence[AppendRequest], recorded_at: datetime) -> dict[uu
     """Encode and leaf-hash every requested event. Pure; runs outside the lock, so
     concurrent writers do this work in parallel."""
     out: dict[uuid.UUID, Prepared] = {}
+    recorded_us = micros(recorded_at)
     for req in requests:
         for e in req.events:
             payload_json, metadata_json = encode_json(e.payload), encode_json(e.metadata)
             out[e.event_id] = Prepared(payload_json, metadata_json, leaf_hash(
-                e.event_id, e.stream_id, e.event_type, e.schema_version, e.occurred_at, recorded_at,
-                payload_json, metadata_json))
+                str(e.event_id), e.stream_id, e.event_type, e.schema_version, micros(e.occurred_at),
+                recorded_us, payload_json, metadata_json))
     return out
 
 
 @dataclass(frozen=True, slots=True)
+class NewRow:
+    """A new event with everything the sequencer decided for it."""
+
+    position: int
+    event: NewEvent
+    stream_version: int
+    payload_json: str
+    metadata_json: str
+    chain_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Sequenced:
-    new: list[StoredRow]
+    new: list[NewRow]
     """Rows to write, in position order."""
     positions: dict[uuid.UUID, int]
     """Position of every event in the requests, new or already stored."""
@@ -83,7 +98,7 @@ def sequence(
     """
     positions: dict[uuid.UUID, int] = {}
     versions = dict(stream_versions)
-    new: list[StoredRow] = []
+    new: list[NewRow] = []
     previous = head.chain_hash
     position = head.position
     for req in requests:
@@ -108,8 +123,7 @@ def sequence(
             p = prepared[e.event_id]
             previous = link(previous, p.leaf)
             positions[e.event_id] = position
-            new.append(StoredRow(position, e.event_id, e.stream_id, current, e.event_type, e.schema_version,
-                                 e.occurred_at, recorded_at, p.payload_json, p.metadata_json, previous))
+            new.append(NewRow(position, e, current, p.payload_json, p.metadata_json, previous))
         versions[req.stream_id] = current
     changed = {s: v for s, v in versions.items() if v != stream_versions.get(s, 0)}
     return Sequenced(new, positions, changed, LogHead(position, previous))
@@ -161,16 +175,22 @@ class EventRecorder(abc.ABC):
         head = await self.head()
 
         async def pages() -> AsyncGenerator[list[StoredRow], None]:
-            after = 0
-            while True:
-                rows = await self.read_stored(after, page)
-                if rows:
-                    yield rows
-                if len(rows) < page:
-                    return
-                after = rows[-1].position
+            # The next page is fetched while this one is hashed, so the database's
+            # work overlaps ours.
+            pending: asyncio.Task[list[StoredRow]] | None = asyncio.create_task(self.read_stored(0, page))
+            try:
+                while pending is not None:
+                    rows = await pending
+                    pending = asyncio.create_task(self.read_stored(rows[-1].position, page)) \
+                        if len(rows) == page else None
+                    if rows:
+                        yield rows
+            finally:
+                if pending is not None:
+                    pending.cancel()
 
-        return await verify(pages(), head.position, head.chain_hash)
+        async with contextlib.aclosing(pages()) as rows:
+            return await verify(rows, head.position, head.chain_hash)
 
     async def close(self) -> None:
         """Release connections; the default has none."""

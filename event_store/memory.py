@@ -12,9 +12,9 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
-from event_store.base import EventRecorder, LogHead, prepare, sequence
+from event_store.base import EventRecorder, LogHead, NewRow, prepare, sequence
 from event_store.events import AppendRequest, RecordedEvent
-from event_store.integrity import GENESIS, StoredRow
+from event_store.integrity import GENESIS, StoredRow, micros
 
 __all__ = ["MemoryRecorder"]
 
@@ -23,7 +23,7 @@ class MemoryRecorder(EventRecorder):
     def __init__(self) -> None:
         self._rows: list[StoredRow] = []
         self._events: list[RecordedEvent] = []
-        self._by_id: dict[uuid.UUID, StoredRow] = {}
+        self._by_id: dict[uuid.UUID, RecordedEvent] = {}
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._head = LogHead(0, GENESIS)
         self._lock = asyncio.Lock()
@@ -38,12 +38,15 @@ class MemoryRecorder(EventRecorder):
             versions = {r.stream_id: len(self._streams.get(r.stream_id, ())) for r in requests}
             done = sequence(requests, prepared, now, self._head, versions, stored)
             # sequence() raised before this point if anything conflicts: all or nothing.
-            for row in done.new:
-                event = _decoded(row)
-                self._rows.append(row)
+            for new in done.new:
+                event = _decoded(new, now)
+                self._rows.append(StoredRow(
+                    new.position, str(event.event_id), event.stream_id, new.stream_version, event.event_type,
+                    event.schema_version, micros(event.occurred_at), micros(now), new.payload_json,
+                    new.metadata_json, new.chain_hash))
                 self._events.append(event)
-                self._by_id[row.event_id] = row
-                self._streams.setdefault(row.stream_id, []).append(event)
+                self._by_id[event.event_id] = event
+                self._streams.setdefault(event.stream_id, []).append(event)
             self._head = done.head
         if done.new:
             async with self._appended:
@@ -82,11 +85,12 @@ class MemoryRecorder(EventRecorder):
                             pass
 
 
-def _decoded(row: StoredRow) -> RecordedEvent:
+def _decoded(row: NewRow, recorded_at: datetime) -> RecordedEvent:
     """What a reader gets back: decoded from the stored text, as PostgreSQL would."""
+    e = row.event
     return RecordedEvent(
-        position=row.position, event_id=row.event_id, stream_id=row.stream_id, stream_version=row.stream_version,
-        event_type=row.event_type, schema_version=row.schema_version, occurred_at=row.occurred_at,
-        recorded_at=row.recorded_at, payload=json.loads(row.payload_json), metadata=json.loads(row.metadata_json),
+        position=row.position, event_id=e.event_id, stream_id=e.stream_id, stream_version=row.stream_version,
+        event_type=e.event_type, schema_version=e.schema_version, occurred_at=e.occurred_at,
+        recorded_at=recorded_at, payload=json.loads(row.payload_json), metadata=json.loads(row.metadata_json),
         chain_hash=row.chain_hash,
     )

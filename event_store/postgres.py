@@ -93,8 +93,10 @@ def _encode_json(value: object) -> str:
 
 # Payload and metadata exactly as stored (json keeps the text), for verification.
 _SELECT_STORED = """
-SELECT position, event_id, stream_id, stream_version, event_type, schema_version,
-       occurred_at, recorded_at, payload::text, metadata::text, chain_hash
+SELECT position, event_id::text, stream_id, stream_version, event_type, schema_version,
+       (extract(epoch FROM occurred_at) * 1000000)::bigint,
+       (extract(epoch FROM recorded_at) * 1000000)::bigint,
+       payload::text, metadata::text, chain_hash
 FROM events WHERE position > $1 ORDER BY position LIMIT $2
 """
 
@@ -229,10 +231,10 @@ class PostgresRecorder(EventRecorder):
                     n = done.new
                     await conn.execute(
                         _INSERT,
-                        [e.position for e in n], [e.event_id for e in n], [e.stream_id for e in n],
-                        [e.stream_version for e in n], [e.event_type for e in n], [e.schema_version for e in n],
-                        [e.occurred_at for e in n], [e.payload_json for e in n], [e.metadata_json for e in n],
-                        [e.chain_hash for e in n], now,
+                        [r.position for r in n], [r.event.event_id for r in n], [r.event.stream_id for r in n],
+                        [r.stream_version for r in n], [r.event.event_type for r in n],
+                        [r.event.schema_version for r in n], [r.event.occurred_at for r in n],
+                        [r.payload_json for r in n], [r.metadata_json for r in n], [r.chain_hash for r in n], now,
                         list(done.streams), list(done.streams.values()),
                         done.head.position, done.head.chain_hash,
                     )
@@ -262,7 +264,7 @@ class PostgresRecorder(EventRecorder):
         async def read() -> list[StoredRow]:
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(_SELECT_STORED, after, limit)
-            return [StoredRow(*r) for r in rows]
+            return [StoredRow._make(r) for r in rows]
 
         return await _retrying("read_stored", read)
 
