@@ -48,6 +48,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from event_store.events import AppendRequest, NewEvent, RecordedEvent  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
+import contextlib
 
 RUN = uuid.uuid4().hex[:6]  # keeps stream ids unique when --database-url is reused
 _offsets: dict[int, int] = {}
@@ -142,10 +143,8 @@ async def subscription(rec: PostgresRecorder, rate: float, seconds: float) -> No
         (pos,) = await rec.append(stream, [vitals(stream, "sub", 0)])
         returned[pos] = time.perf_counter()
     achieved = total / (time.perf_counter() - start)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done.wait(), 10)
-    except TimeoutError:
-        pass
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     lat = [(delivered[p] - returned[p]) * 1000 for p in returned if p in delivered]

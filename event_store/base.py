@@ -192,5 +192,5 @@ class EventRecorder(abc.ABC):
         async with contextlib.aclosing(pages()) as rows:
             return await verify(rows, head.position, head.chain_hash)
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Release connections; the default has none."""

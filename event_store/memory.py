@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from event_store.base import EventRecorder, LogHead, NewRow, prepare, sequence
 from event_store.events import AppendRequest, RecordedEvent
 from event_store.integrity import GENESIS, StoredRow, micros
+import contextlib
 
 __all__ = ["MemoryRecorder"]
 
@@ -79,10 +80,8 @@ class MemoryRecorder(EventRecorder):
             if len(batch) < 500:
                 async with self._appended:
                     if self._head.position <= position:
-                        try:
+                        with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._appended.wait(), poll_interval)
-                        except TimeoutError:
-                            pass
 
 
 def _decoded(row: NewRow, recorded_at: datetime) -> RecordedEvent:

@@ -35,6 +35,7 @@ from event_store.base import EventRecorder, LogHead, prepare, sequence
 from event_store.events import AppendRequest, RecordedEvent
 from event_store.integrity import StoredRow
 from event_store.exceptions import AppendForbidden, EventStoreError, MigrationError, StoreUnavailable
+import contextlib
 
 __all__ = ["PostgresRecorder", "NOTIFY_CHANNEL", "migrate"]
 
@@ -294,12 +295,9 @@ class PostgresRecorder(EventRecorder):
                     position = event.position
                     yield event
                 if len(batch) < 1000:
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), poll_interval)
-                    except TimeoutError:
-                        pass
         finally:
-            try:
+            # Closing a broken connection must not mask the error that ended the loop.
+            with contextlib.suppress(Exception):
                 await conn.close()
-            except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real error
-                pass

@@ -30,7 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
@@ -218,7 +218,7 @@ class PostgresProjector:
         try:
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2, init=_init_connection,
                                              server_settings={"role": role} if role else None)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as e:
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as e:
             raise StoreUnavailable(f"projector connect: {e}") from e
         return cls(pool, recorder, schema=schema, page_size=page_size, owns_pool=True)
 
@@ -230,8 +230,7 @@ class PostgresProjector:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 return await work(conn)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.CannotConnectNowError) as e:
+        except (TimeoutError, OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError) as e:
             raise StoreUnavailable(f"projection {what}: database unreachable: {e}") from e
         except asyncpg.PostgresError as e:
             raise EventStoreError(f"projection {what}: {type(e).__name__}: {e}") from e

@@ -140,11 +140,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError("--patients must be >= 1 and --rate > 0")
         _need(settings.kafka_url, "VIGIL_KAFKA_URL")
         sim = WardSimulator(args.patients, seed=args.seed)
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(publish(settings.kafka_bootstrap(), TopicNames(settings.topic_prefix).vitals, sim,
                                 rate=args.rate, duration=args.duration))
-        except KeyboardInterrupt:
-            pass
         return 0
     raise AssertionError(args.command)
 

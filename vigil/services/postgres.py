@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
+import contextlib
 
 __all__ = ["PostgresCluster", "find_pg_bin"]
 
@@ -70,7 +71,7 @@ def _run_as() -> tuple[int, int] | None:
             capture_output=True, text=True, check=False,
         )
         if done.returncode not in (0, 9):  # 9: the user appeared meanwhile
-            raise ServiceError(f"running as root and cannot create system user {_PG_USER}: {done.stderr.strip()}")
+            raise ServiceError(f"running as root and cannot create system user {_PG_USER}: {done.stderr.strip()}") from None
         entry = pwd.getpwnam(_PG_USER)
     return entry.pw_uid, entry.pw_gid
 
@@ -178,8 +179,6 @@ class PostgresCluster:
 
     def stop(self) -> None:
         if self.process.running():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
         self.process.stop()

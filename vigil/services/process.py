@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+import contextlib
 
 __all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_open"]
 
@@ -150,10 +151,8 @@ class ManagedProcess:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL whatever is left after ``timeout`` seconds."""
         if self.running():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
