@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ import faust
 
 from detectors.threshold import ThresholdRule, ThresholdState
 from event_store.events import NewEvent
-from event_store.exceptions import StoreUnavailable
+from event_store.exceptions import EventStoreError, StoreUnavailable
 from event_store.postgres import PostgresRecorder
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, decode_vitals
@@ -75,7 +74,13 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                              key_serializer="raw", value_serializer="raw", partitions=1)
     alarm_state = app.Table("hr-alarm-state", default=dict, partitions=cfg.partitions)
     rule = ThresholdRule("hr_high", "Heart rate", "bpm", limit=cfg.hr_high_limit, hysteresis=5.0)
-    rejected: Counter[str] = Counter()
+
+    async def dead_letter(event: Any, source: SourceRef, reason: str, detail: str) -> None:
+        log.warning("dead-lettered %s/%s/%s: %s (%s)", source.topic, source.partition, source.offset, reason, detail)
+        await dead_letters.send(key=event.key, value=event.value or b"", headers=[
+            ("reason", reason.encode()), ("detail", detail.encode()),
+            ("source", f"{source.topic}/{source.partition}/{source.offset}".encode()),
+        ])
 
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
@@ -87,15 +92,17 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 try:
                     vitals = decode_vitals(event.value)
                 except Rejected as r:
-                    rejected[r.reason] += 1
-                    await dead_letters.send(key=event.key, value=event.value or b"", headers=[
-                        ("reason", r.reason.encode()), ("detail", r.detail.encode()),
-                        ("source", f"{source.topic}/{source.partition}/{source.offset}".encode()),
-                    ])
+                    await dead_letter(event, source, r.reason, r.detail)
                     continue
                 state = ThresholdState(alarm_state[vitals.patient_id].get("active_alert_id"))
                 new_state, new_events = vitals_to_events(vitals, source, state, rule)
-                await _append_with_retry(store, new_events)
+                try:
+                    await _append_with_retry(store, new_events)
+                except EventStoreError as e:
+                    # Not transient (those are retried inside): Faust would restart the
+                    # actor onto the same message forever, so park it with its reason.
+                    await dead_letter(event, source, "store_rejected", str(e)[:500])
+                    continue
                 if new_state != state:
                     alarm_state[vitals.patient_id] = {"active_alert_id": new_state.active_alert_id}
         finally:
