@@ -14,7 +14,7 @@ __all__ = ["verify_command", "replay_command"]
 
 async def verify_command(database_url: str) -> int:
     """Print a one-line verdict. 0 when intact, 1 when the chain is broken."""
-    recorder = await PostgresRecorder.connect(database_url)
+    recorder = await PostgresRecorder.connect(database_url, attempts=3)  # a person is waiting
     try:
         report = await recorder.verify()
     finally:
@@ -31,7 +31,7 @@ async def replay_command(
     was read (a RecordAccessed event: who, what, when)."""
     from event_store.replay import format_event, timeline
 
-    recorder = await PostgresRecorder.connect(database_url)
+    recorder = await PostgresRecorder.connect(database_url, attempts=3)  # a person is waiting
     try:
         count = 0
         async for event in timeline(recorder, stream_id=stream_id, patient_id=patient_id, start=start, end=end):

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from event_store.exceptions import EventStoreError
 from vigil.config import ConfigError, Settings
 from vigil.services.process import ServiceError
 
@@ -84,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as e:
         print(f"vigil: configuration error: {e}", file=sys.stderr)
         return 2
-    except ServiceError as e:
+    except (ServiceError, EventStoreError) as e:
         print(f"vigil: {e}", file=sys.stderr)
         return 1
 

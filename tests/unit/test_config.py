@@ -81,3 +81,17 @@ def test_commands_needing_external_services_say_so() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "VIGIL_DATABASE_URL is not set" in done.stderr
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    env = {"VIGIL_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{port}/vigil", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "vigil", "audit", "verify"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert done.stderr.startswith("vigil: connect: database unreachable"), done.stderr
+    assert "Traceback" not in done.stderr
