@@ -7,6 +7,7 @@
     vigil simulate [--patients N] [--rate HZ] [--duration S] [--seed N]
     vigil db migrate
     vigil audit verify
+    vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
     vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
 Configuration comes from environment variables (`vigil.config`); a bad value is
@@ -49,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=42)
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=("migrate", "rebuild-projections"))
+    news2 = sub.add_parser("news2", help="score NEWS2 for one JSON observation per line")
+    news2.add_argument("--input", required=True, help="JSON Lines file, or - for standard input")
     audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 and name the first bad position")
@@ -107,6 +110,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
+    if args.command == "news2":
+        from vigil.news2_batch import run
+
+        return run(args.input)
     if args.command == "audit":
         from vigil import audit
 
