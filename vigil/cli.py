@@ -8,6 +8,7 @@
     vigil db migrate
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
+    vigil rpeaks RECORD [--channel 0] [--chunk-seconds 1] [--json]
     vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
 Configuration comes from environment variables (`vigil.config`); a bad value is
@@ -50,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=42)
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=("migrate", "rebuild-projections"))
+    rpeaks = sub.add_parser("rpeaks", help="R peaks of a WFDB record through the streaming detector")
+    rpeaks.add_argument("record", help="WFDB record path without extension, e.g. ../shared/data/mitdb/100")
+    rpeaks.add_argument("--channel", type=int, default=0)
+    rpeaks.add_argument("--chunk-seconds", type=float, default=1.0)
+    rpeaks.add_argument("--json", action="store_true", help='print {"fs": Hz, "peaks": [...]}')
     news2 = sub.add_parser("news2", help="score NEWS2 for one JSON observation per line")
     news2.add_argument("--input", required=True, help="JSON Lines file, or - for standard input")
     audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
@@ -110,6 +116,12 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
+    if args.command == "rpeaks":
+        from vigil.rpeaks_cli import run as rpeaks_run
+
+        if args.chunk_seconds <= 0:
+            raise ConfigError("--chunk-seconds must be > 0")
+        return rpeaks_run(args.record, args.channel, args.chunk_seconds, args.json)
     if args.command == "news2":
         from vigil.news2_batch import run
 

@@ -1,0 +1,351 @@
+"""Streaming QRS (R-peak) detection, Pan-Tompkins class, chunk-invariant.
+
+Chain, per sample (all causal): band-pass 5-15 Hz (Butterworth, second-order
+sections) -> five-point derivative -> square -> 150 ms moving-window integral
+(MWI). A *candidate* is a local maximum of the MWI, declared once the MWI has fallen
+to half of it or 200 ms have passed without a larger value. Candidates are classified with the adaptive signal/noise levels and
+thresholds of Pan & Tompkins (1985): a 200 ms refractory period, a T-wave test
+(a candidate within 360 ms of the last beat whose steepest slope is under half of
+that beat's is a T wave), and search-back (when no beat came for 1.66 mean RR, the
+largest candidate above the lower threshold since the last beat is taken). The
+R peak is then placed at the largest absolute band-passed value in the 250 ms
+before the candidate, corrected for the filter's group delay, and refined to the
+largest deviation of the raw signal within 50 ms of that point.
+
+All state (filter memory, ring buffers, levels, RR history) lives in explicit
+arrays carried from one `feed()` to the next, so the beats found do not depend on
+how the record is cut into chunks. `_detect` is plain Python; `_detect_jit` is the
+same function compiled by numba, and the tests run both.
+
+References: Pan J, Tompkins WJ. A real-time QRS detection algorithm. IEEE Trans
+Biomed Eng 32(3):230-236 (1985).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+from numba.extending import register_jitable
+
+__all__ = ["QrsDetector", "ecg_findpeaks"]
+
+# Indices into the float64 state vector.
+_N = 0            # samples consumed so far (absolute index of the next sample)
+_SPKI = 1         # running signal level of the MWI
+_NPKI = 2         # running noise level of the MWI
+_LAST_QRS = 3     # absolute MWI index of the last beat (-1e18: none)
+_LAST_SLOPE = 4   # steepest derivative of the last beat
+_RISING = 5       # 1 while the MWI climbs towards a candidate
+_CAND_VAL = 6     # value of the current MWI maximum
+_CAND_IDX = 7     # its index
+_CAND_SLOPE = 8   # steepest |derivative| since the candidate started
+_SB_VAL = 9       # best search-back candidate since the last beat: value
+_SB_IDX = 10      # ... index
+_SB_SLOPE = 11    # ... slope
+_RR_COUNT = 12    # RR intervals in the history (max 8)
+_RR_POS = 13      # next slot in the RR ring
+_LEARN_MAX = 14   # MWI maximum during the learning period
+_LEARN_SUM = 15   # MWI sum during the learning period
+_MWI_SUM = 16     # running sum of the squared-derivative window
+_LEARN_RAW2 = 17  # sum of squared raw samples during the learning period
+_FLOOR = 18       # candidates at or below this MWI value are ignored (flat line, rounding dust)
+_STATE_SIZE = 19
+
+# Indices into the int64 parameter vector (samples, converted from seconds once).
+_P_WIN = 0        # MWI window
+_P_REFRACT = 1    # refractory period
+_P_TWAVE = 2      # T-wave test horizon
+_P_LEARN = 3      # learning period
+_P_SEARCH = 4     # R search window before the candidate, on the band-passed signal
+_P_DELAY = 5      # band-pass group delay
+_P_REFINE = 6     # raw refinement half-window
+_P_HIST = 7       # ring-buffer length (power of two)
+_P_INIT_RR = 8    # RR assumed before any is measured
+_PARAM_SIZE = 9
+
+
+def _detect(
+    x: npt.NDArray[np.float64],
+    sos: npt.NDArray[np.float64],
+    zi: npt.NDArray[np.float64],
+    zi_step: npt.NDArray[np.float64],
+    p: npt.NDArray[np.int64],
+    st: npt.NDArray[np.float64],
+    raw_ring: npt.NDArray[np.float64],
+    bp_ring: npt.NDArray[np.float64],
+    sq_ring: npt.NDArray[np.float64],
+    rr: npt.NDArray[np.float64],
+    learn: npt.NDArray[np.float64],
+    out: npt.NDArray[np.int64],
+) -> int:
+    """Consume ``x``; write absolute R-peak indices to ``out``; return how many.
+
+    ``learn`` holds candidates seen during the learning period as (index, value,
+    slope) triples, classified once the levels are known; its first cell counts them.
+    """
+    mask = p[_P_HIST] - 1
+    win = p[_P_WIN]
+    n_out = 0
+    n_sec = sos.shape[0]
+    for i in range(x.shape[0]):
+        n = int(st[_N])
+        v = x[i]
+        if v != v:  # NaN: treat as zero signal rather than poison every filter
+            v = 0.0
+        raw_ring[n & mask] = v
+        if n == 0:
+            # Start the filter as if the first value had always been there, so a DC
+            # offset does not ring through as a fake first beat (scipy's sosfilt_zi).
+            for s in range(n_sec):
+                zi[s, 0] = zi_step[s, 0] * v
+                zi[s, 1] = zi_step[s, 1] * v
+        # Band-pass: cascaded biquads, direct form II transposed.
+        y = v
+        for s in range(n_sec):
+            b0 = sos[s, 0]
+            b1 = sos[s, 1]
+            b2 = sos[s, 2]
+            a1 = sos[s, 4]
+            a2 = sos[s, 5]
+            out_s = b0 * y + zi[s, 0]
+            zi[s, 0] = b1 * y - a1 * out_s + zi[s, 1]
+            zi[s, 1] = b2 * y - a2 * out_s
+            y = out_s
+        bp_ring[n & mask] = y
+        # Five-point derivative (Pan-Tompkins), then square and integrate.
+        d = 0.0
+        if n >= 4:
+            d = (2.0 * y + bp_ring[(n - 1) & mask] - bp_ring[(n - 3) & mask] - 2.0 * bp_ring[(n - 4) & mask]) / 8.0
+        sq = d * d
+        st[_MWI_SUM] += sq - sq_ring[(n - win) & mask] if n >= win else sq
+        sq_ring[n & mask] = sq
+        mwi = st[_MWI_SUM] / win
+        ad = abs(d)
+
+        if n < p[_P_LEARN]:
+            st[_LEARN_RAW2] += v * v
+            st[_LEARN_SUM] += mwi
+            if mwi > st[_LEARN_MAX]:
+                st[_LEARN_MAX] = mwi
+        elif n == p[_P_LEARN]:
+            st[_SPKI] = st[_LEARN_MAX] / 3.0
+            st[_NPKI] = st[_LEARN_SUM] / p[_P_LEARN] / 2.0
+            # Unit-free floor: negligible next to any real QRS whether samples are mV or
+            # ADC counts, yet far above the rounding residue of a constant input.
+            st[_FLOOR] = 1e-10 * st[_LEARN_RAW2] / p[_P_LEARN]
+            for k in range(int(learn[0])):
+                n_out = _classify(int(learn[1 + 3 * k]), learn[2 + 3 * k], learn[3 + 3 * k], n,
+                                  p, st, raw_ring, bp_ring, rr, out, n_out)
+
+        # Candidate tracking: follow the MWI down to a valley, then up to a maximum;
+        # the maximum is a candidate once the MWI has halved or it has not been
+        # exceeded for a refractory period (noise can keep the MWI from halving).
+        if st[_RISING] == 0.0:
+            if mwi <= st[_CAND_VAL]:
+                st[_CAND_VAL] = mwi
+                st[_CAND_IDX] = n
+                st[_CAND_SLOPE] = ad
+            else:
+                st[_RISING] = 1.0
+        if st[_RISING] == 1.0:
+            if mwi > st[_CAND_VAL]:
+                st[_CAND_VAL] = mwi
+                st[_CAND_IDX] = n
+            if ad > st[_CAND_SLOPE]:
+                st[_CAND_SLOPE] = ad
+        if st[_RISING] == 1.0 and (mwi < 0.5 * st[_CAND_VAL] or n - st[_CAND_IDX] >= p[_P_REFRACT]):
+            idx = int(st[_CAND_IDX])
+            if n < p[_P_LEARN]:
+                k = int(learn[0])
+                if 3 * k + 3 < learn.shape[0]:
+                    learn[1 + 3 * k] = idx
+                    learn[2 + 3 * k] = st[_CAND_VAL]
+                    learn[3 + 3 * k] = st[_CAND_SLOPE]
+                    learn[0] = k + 1
+            else:
+                n_out = _classify(idx, st[_CAND_VAL], st[_CAND_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
+            st[_RISING] = 0.0
+            st[_CAND_VAL] = mwi
+            st[_CAND_IDX] = n
+            st[_CAND_SLOPE] = ad
+
+        # Search-back: no beat for 1.66 mean RR -> take the best candidate since the last one.
+        if n > p[_P_LEARN] and st[_SB_IDX] >= 0.0:
+            mean_rr = _mean_rr(rr, st, p)
+            if n - st[_LAST_QRS] > 1.66 * mean_rr:
+                thr2 = 0.5 * (st[_NPKI] + 0.25 * (st[_SPKI] - st[_NPKI]))
+                if st[_SB_VAL] > thr2:
+                    st[_SPKI] = 0.25 * st[_SB_VAL] + 0.75 * st[_SPKI]
+                    n_out = _accept(int(st[_SB_IDX]), st[_SB_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
+                else:
+                    st[_SB_IDX] = -1.0
+                    st[_SB_VAL] = 0.0
+        st[_N] = n + 1
+    return n_out
+
+
+@register_jitable
+def _mean_rr(rr: npt.NDArray[np.float64], st: npt.NDArray[np.float64], p: npt.NDArray[np.int64]) -> float:
+    count = int(st[_RR_COUNT])
+    if count == 0:
+        return float(p[_P_INIT_RR])
+    total = 0.0
+    for k in range(count):
+        total += rr[k]
+    return total / count
+
+
+@register_jitable
+def _classify(
+    idx: int, val: float, slope: float, n: int, p: npt.NDArray[np.int64], st: npt.NDArray[np.float64],
+    raw_ring: npt.NDArray[np.float64], bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64],
+    out: npt.NDArray[np.int64], n_out: int,
+) -> int:
+    since = idx - st[_LAST_QRS]
+    if since < p[_P_REFRACT] or val <= st[_FLOOR]:
+        return n_out
+    thr1 = st[_NPKI] + 0.25 * (st[_SPKI] - st[_NPKI])
+    if val > thr1:
+        if since < p[_P_TWAVE] and slope < 0.5 * st[_LAST_SLOPE]:
+            st[_NPKI] = 0.125 * val + 0.875 * st[_NPKI]  # a T wave
+            return n_out
+        st[_SPKI] = 0.125 * val + 0.875 * st[_SPKI]
+        return _accept(idx, slope, n, p, st, raw_ring, bp_ring, rr, out, n_out)
+    st[_NPKI] = 0.125 * val + 0.875 * st[_NPKI]
+    if val > st[_SB_VAL]:
+        st[_SB_VAL] = val
+        st[_SB_IDX] = idx
+        st[_SB_SLOPE] = slope
+    return n_out
+
+
+@register_jitable
+def _accept(
+    idx: int, slope: float, n: int, p: npt.NDArray[np.int64], st: npt.NDArray[np.float64],
+    raw_ring: npt.NDArray[np.float64], bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64],
+    out: npt.NDArray[np.int64], n_out: int,
+) -> int:
+    mask = p[_P_HIST] - 1
+    oldest = n - p[_P_HIST] + 1  # earliest index still in the rings
+    # The band-passed R is the largest |value| in the search window before the MWI peak.
+    lo = max(idx - p[_P_SEARCH], oldest, 0)
+    best = idx
+    best_v = -1.0
+    for j in range(lo, idx + 1):
+        a = abs(bp_ring[j & mask])
+        if a > best_v:
+            best_v = a
+            best = j
+    # Undo the filter's delay, then take the raw signal's largest deviation nearby.
+    centre = max(best - p[_P_DELAY], oldest, 0)
+    lo = max(centre - p[_P_REFINE], oldest, 0)
+    hi = min(centre + p[_P_REFINE], n)
+    mean = 0.0
+    for j in range(lo, hi + 1):
+        mean += raw_ring[j & mask]
+    mean /= hi - lo + 1
+    peak = centre
+    dev = -1.0
+    for j in range(lo, hi + 1):
+        a = abs(raw_ring[j & mask] - mean)
+        if a > dev:
+            dev = a
+            peak = j
+    last = st[_LAST_QRS]
+    if last > -1e17:
+        interval = idx - last
+        pos = int(st[_RR_POS])
+        rr[pos] = interval
+        st[_RR_POS] = (pos + 1) % rr.shape[0]
+        if st[_RR_COUNT] < rr.shape[0]:
+            st[_RR_COUNT] += 1
+    st[_LAST_QRS] = idx
+    st[_LAST_SLOPE] = slope
+    st[_SB_IDX] = -1.0
+    st[_SB_VAL] = 0.0
+    if n_out < out.shape[0]:
+        out[n_out] = peak
+    return n_out + 1
+
+
+# The helpers are register_jitable: plain Python when `_detect` runs as Python (the
+# reference twin), compiled inline when numba compiles `_detect`.
+_detect_jit = numba.njit(cache=True)(_detect)
+
+
+class QrsDetector:
+    """Feed ECG samples in chunks of any size; get R-peak sample indices back.
+
+    Parameters
+    ----------
+    sampling_rate : float
+        Hz, 125 to 1000.
+    jit : bool
+        Use the numba kernel (default) or its pure-Python twin (tests, debugging).
+
+    `feed(samples)` returns the absolute 0-based indices of the R peaks confirmed
+    by that chunk. A peak is confirmed about 0.2-0.4 s after it occurs (once the
+    integrated energy has halved), later when found by search-back; the indices are
+    in increasing order across calls. Units of the samples do not matter (mV or ADC).
+    """
+
+    def __init__(self, sampling_rate: float, *, jit: bool = True) -> None:
+        if not 125 <= sampling_rate <= 1000:
+            raise ValueError(f"sampling_rate must be 125-1000 Hz, got {sampling_rate}")
+        from scipy import signal  # filter design only, once per detector
+
+        fs = float(sampling_rate)
+        self.sampling_rate = fs
+        self._sos = np.ascontiguousarray(signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos"))
+        b, a = signal.sos2tf(self._sos)
+        _, delay = signal.group_delay((b, a), w=[10.0], fs=fs)
+        hist = 1 << int(np.ceil(np.log2(4.0 * fs)))
+        self._p = np.zeros(_PARAM_SIZE, dtype=np.int64)
+        self._p[_P_WIN] = round(0.150 * fs)
+        self._p[_P_REFRACT] = round(0.200 * fs)
+        self._p[_P_TWAVE] = round(0.360 * fs)
+        self._p[_P_LEARN] = round(2.0 * fs)
+        self._p[_P_SEARCH] = round(0.250 * fs)
+        self._p[_P_DELAY] = round(float(delay[0]))
+        self._p[_P_REFINE] = round(0.050 * fs)
+        self._p[_P_HIST] = hist
+        self._p[_P_INIT_RR] = round(1.0 * fs)
+        self._zi = np.zeros((self._sos.shape[0], 2))
+        self._zi_step = np.ascontiguousarray(signal.sosfilt_zi(self._sos))
+        self._st = np.zeros(_STATE_SIZE)
+        self._st[_LAST_QRS] = -1e18
+        self._st[_SB_IDX] = -1.0
+        self._rings = (np.zeros(hist), np.zeros(hist), np.zeros(hist))
+        self._rr = np.zeros(8)
+        self._learn = np.zeros(1 + 3 * 64)
+        self._kernel = _detect_jit if jit else _detect
+
+    @property
+    def samples_seen(self) -> int:
+        return int(self._st[_N])
+
+    def feed(self, samples: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        x = np.ascontiguousarray(samples, dtype=np.float64).ravel()
+        out = np.empty(x.shape[0] // max(int(self._p[_P_REFRACT]), 1) + 70, dtype=np.int64)
+        raw, bp, sq = self._rings
+        n = self._kernel(x, self._sos, self._zi, self._zi_step, self._p, self._st, raw, bp, sq, self._rr,
+                         self._learn, out)
+        return out[:n].copy()
+
+
+def ecg_findpeaks(
+    ecg_signal: npt.ArrayLike, *, sampling_rate: float, chunk_size: int | None = None, jit: bool = True
+) -> npt.NDArray[np.int64]:
+    """R-peak indices of a whole record, through the streaming detector.
+
+    ``chunk_size`` feeds the record in pieces of that many samples (default: one
+    piece); the result is the same either way.
+    """
+    x = np.asarray(ecg_signal, dtype=np.float64).ravel()
+    det = QrsDetector(sampling_rate, jit=jit)
+    step = chunk_size or max(x.shape[0], 1)
+    if step < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    parts = [det.feed(x[i:i + step]) for i in range(0, x.shape[0], step)]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
