@@ -4,16 +4,20 @@ Each reference beat is matched to at most one detection within ``tolerance``
 samples (the nearest unmatched one), and each detection to at most one reference.
 Sensitivity Se = TP / (TP + FN); positive predictivity +P = TP / (TP + FP).
 The EC57 window is 150 ms: ``tolerance = round(0.150 * sampling_rate)``.
+Ventricular flutter/fibrillation episodes carry no beat labels, so, as EC57
+prescribes for beat-by-beat comparison, detections inside them are left out
+(`flutter_episodes` finds them from the ``[`` and ``]`` annotations).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BeatScore", "match_beats"]
+__all__ = ["BeatScore", "match_beats", "flutter_episodes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +38,28 @@ class BeatScore:
         return BeatScore(self.tp + other.tp, self.fn + other.fn, self.fp + other.fp)
 
 
-def match_beats(reference: npt.ArrayLike, detected: npt.ArrayLike, tolerance: int) -> BeatScore:
-    """Match sorted sample indices one-to-one within ``tolerance`` samples."""
+def flutter_episodes(samples: Sequence[int], symbols: Sequence[str]) -> list[tuple[int, int]]:
+    """(start, end) sample ranges between ``[`` and ``]`` annotations."""
+    episodes, start = [], None
+    for sample, symbol in zip(samples, symbols, strict=True):
+        if symbol == "[":
+            start = int(sample)
+        elif symbol == "]" and start is not None:
+            episodes.append((start, int(sample)))
+            start = None
+    return episodes
+
+
+def match_beats(
+    reference: npt.ArrayLike, detected: npt.ArrayLike, tolerance: int,
+    excluded: Sequence[tuple[int, int]] = (),
+) -> BeatScore:
+    """Match sorted sample indices one-to-one within ``tolerance`` samples; detections
+    inside an ``excluded`` (start, end) range are not scored."""
     ref = np.sort(np.asarray(reference, dtype=np.int64))
     det = np.sort(np.asarray(detected, dtype=np.int64))
+    for lo, hi in excluded:
+        det = det[(det < lo) | (det > hi)]
     used = np.zeros(det.shape[0], dtype=bool)
     tp = 0
     start = 0

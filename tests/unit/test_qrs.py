@@ -45,7 +45,9 @@ def test_finds_every_synthetic_beat_at_any_rate(fs: int) -> None:
     peaks = ecg_findpeaks(x, sampling_rate=fs)
     score = match_beats(truth, peaks, tolerance=round(0.15 * fs))
     assert (score.fn, score.fp) == (0, 0)
-    assert np.max(np.abs(peaks - truth)) <= max(1, round(0.004 * fs))  # within 4 ms of the true R
+    offset_ms = (peaks - truth) / fs * 1000
+    assert np.all(np.abs(offset_ms) <= 16)  # a small constant lag (see processors/qrs.py) ...
+    assert np.max(np.abs(np.diff(peaks) - np.diff(truth))) <= 1  # ... so RR intervals are exact to a sample
 
 
 @pytest.mark.parametrize("hr", [35, 60, 120, 180])
