@@ -89,12 +89,31 @@ def _detect(
     ``learn`` holds candidates seen during the learning period as (index, value,
     slope) triples, classified once the levels are known; its first cell counts them.
     """
+    # Hot state lives in locals for the whole chunk (numba keeps them in registers)
+    # and goes back into `st`/`zi` at the end; the helpers, called about once per
+    # beat, read and write `st` directly, so the search-back deadline is refreshed
+    # after each call.
     mask = p[_P_HIST] - 1
     win = p[_P_WIN]
+    learn_end = p[_P_LEARN]
+    refract = p[_P_REFRACT]
     n_out = 0
-    n_sec = sos.shape[0]
+    b00, b01, b02, a01, a02 = sos[0, 0], sos[0, 1], sos[0, 2], sos[0, 4], sos[0, 5]
+    b10, b11, b12, a11, a12 = sos[1, 0], sos[1, 1], sos[1, 2], sos[1, 4], sos[1, 5]
+    z00, z01, z10, z11 = zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1]
+    n = int(st[_N])
+    mwi_sum = st[_MWI_SUM]
+    rising = st[_RISING]
+    cand_val = st[_CAND_VAL]
+    cand_idx = st[_CAND_IDX]
+    cand_slope = st[_CAND_SLOPE]
+    y1 = bp_ring[(n - 1) & mask]
+    y2 = bp_ring[(n - 2) & mask]
+    y3 = bp_ring[(n - 3) & mask]
+    y4 = bp_ring[(n - 4) & mask]
+    sb_on = st[_SB_IDX] >= 0.0
+    deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
     for i in range(x.shape[0]):
-        n = int(st[_N])
         v = x[i]
         if v != v:  # NaN: treat as zero signal rather than poison every filter
             v = 0.0
@@ -102,91 +121,98 @@ def _detect(
         if n == 0:
             # Start the filter as if the first value had always been there, so a DC
             # offset does not ring through as a fake first beat (scipy's sosfilt_zi).
-            for s in range(n_sec):
-                zi[s, 0] = zi_step[s, 0] * v
-                zi[s, 1] = zi_step[s, 1] * v
-        # Band-pass: cascaded biquads, direct form II transposed.
-        y = v
-        for s in range(n_sec):
-            b0 = sos[s, 0]
-            b1 = sos[s, 1]
-            b2 = sos[s, 2]
-            a1 = sos[s, 4]
-            a2 = sos[s, 5]
-            out_s = b0 * y + zi[s, 0]
-            zi[s, 0] = b1 * y - a1 * out_s + zi[s, 1]
-            zi[s, 1] = b2 * y - a2 * out_s
-            y = out_s
+            z00, z01 = zi_step[0, 0] * v, zi_step[0, 1] * v
+            z10, z11 = zi_step[1, 0] * v, zi_step[1, 1] * v
+        # Band-pass: two biquads, direct form II transposed.
+        u = b00 * v + z00
+        z00 = b01 * v - a01 * u + z01
+        z01 = b02 * v - a02 * u
+        y = b10 * u + z10
+        z10 = b11 * u - a11 * y + z11
+        z11 = b12 * u - a12 * y
         bp_ring[n & mask] = y
         # Five-point derivative (Pan-Tompkins), then square and integrate.
-        d = 0.0
-        if n >= 4:
-            d = (2.0 * y + bp_ring[(n - 1) & mask] - bp_ring[(n - 3) & mask] - 2.0 * bp_ring[(n - 4) & mask]) / 8.0
+        d = (2.0 * y + y1 - y3 - 2.0 * y4) / 8.0 if n >= 4 else 0.0
+        y4, y3, y2, y1 = y3, y2, y1, y
         sq = d * d
-        st[_MWI_SUM] += sq - sq_ring[(n - win) & mask] if n >= win else sq
+        if n >= win:
+            mwi_sum += sq - sq_ring[(n - win) & mask]
+        else:
+            mwi_sum += sq
         sq_ring[n & mask] = sq
-        mwi = st[_MWI_SUM] / win
+        mwi = mwi_sum / win
         ad = abs(d)
 
-        if n < p[_P_LEARN]:
+        if n < learn_end:
             st[_LEARN_RAW2] += v * v
             st[_LEARN_SUM] += mwi
             if mwi > st[_LEARN_MAX]:
                 st[_LEARN_MAX] = mwi
-        elif n == p[_P_LEARN]:
+        elif n == learn_end:
             st[_SPKI] = st[_LEARN_MAX] / 3.0
-            st[_NPKI] = st[_LEARN_SUM] / p[_P_LEARN] / 2.0
+            st[_NPKI] = st[_LEARN_SUM] / learn_end / 2.0
             # Unit-free floor: negligible next to any real QRS whether samples are mV or
             # ADC counts, yet far above the rounding residue of a constant input.
-            st[_FLOOR] = 1e-10 * st[_LEARN_RAW2] / p[_P_LEARN]
+            st[_FLOOR] = 1e-10 * st[_LEARN_RAW2] / learn_end
             for k in range(int(learn[0])):
                 n_out = _classify(int(learn[1 + 3 * k]), learn[2 + 3 * k], learn[3 + 3 * k], n,
                                   p, st, raw_ring, bp_ring, rr, out, n_out)
+            sb_on = st[_SB_IDX] >= 0.0
+            deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
 
         # Candidate tracking: follow the MWI down to a valley, then up to a maximum;
         # the maximum is a candidate once the MWI has halved or it has not been
         # exceeded for a refractory period (noise can keep the MWI from halving).
-        if st[_RISING] == 0.0:
-            if mwi <= st[_CAND_VAL]:
-                st[_CAND_VAL] = mwi
-                st[_CAND_IDX] = n
-                st[_CAND_SLOPE] = ad
+        if rising == 0.0:
+            if mwi <= cand_val:
+                cand_val = mwi
+                cand_idx = n
+                cand_slope = ad
             else:
-                st[_RISING] = 1.0
-        if st[_RISING] == 1.0:
-            if mwi > st[_CAND_VAL]:
-                st[_CAND_VAL] = mwi
-                st[_CAND_IDX] = n
-            if ad > st[_CAND_SLOPE]:
-                st[_CAND_SLOPE] = ad
-        if st[_RISING] == 1.0 and (mwi < 0.5 * st[_CAND_VAL] or n - st[_CAND_IDX] >= p[_P_REFRACT]):
-            idx = int(st[_CAND_IDX])
-            if n < p[_P_LEARN]:
-                k = int(learn[0])
-                if 3 * k + 3 < learn.shape[0]:
-                    learn[1 + 3 * k] = idx
-                    learn[2 + 3 * k] = st[_CAND_VAL]
-                    learn[3 + 3 * k] = st[_CAND_SLOPE]
-                    learn[0] = k + 1
-            else:
-                n_out = _classify(idx, st[_CAND_VAL], st[_CAND_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
-            st[_RISING] = 0.0
-            st[_CAND_VAL] = mwi
-            st[_CAND_IDX] = n
-            st[_CAND_SLOPE] = ad
-
-        # Search-back: no beat for 1.66 mean RR -> take the best candidate since the last one.
-        if n > p[_P_LEARN] and st[_SB_IDX] >= 0.0:
-            mean_rr = _mean_rr(rr, st, p)
-            if n - st[_LAST_QRS] > st[_K_SEARCH] * mean_rr:
-                thr2 = 0.5 * (st[_NPKI] + st[_K_THR] * (st[_SPKI] - st[_NPKI]))
-                if st[_SB_VAL] > thr2:
-                    st[_SPKI] = 0.25 * st[_SB_VAL] + 0.75 * st[_SPKI]
-                    n_out = _accept(int(st[_SB_IDX]), st[_SB_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
+                rising = 1.0
+        if rising == 1.0:
+            if mwi > cand_val:
+                cand_val = mwi
+                cand_idx = n
+            if ad > cand_slope:
+                cand_slope = ad
+            if mwi < 0.5 * cand_val or n - cand_idx >= refract:
+                idx = int(cand_idx)
+                if n < learn_end:
+                    k = int(learn[0])
+                    if 3 * k + 3 < learn.shape[0]:
+                        learn[1 + 3 * k] = idx
+                        learn[2 + 3 * k] = cand_val
+                        learn[3 + 3 * k] = cand_slope
+                        learn[0] = k + 1
                 else:
-                    st[_SB_IDX] = -1.0
-                    st[_SB_VAL] = 0.0
-        st[_N] = n + 1
+                    n_out = _classify(idx, cand_val, cand_slope, n, p, st, raw_ring, bp_ring, rr, out, n_out)
+                    sb_on = st[_SB_IDX] >= 0.0
+                    deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
+                rising = 0.0
+                cand_val = mwi
+                cand_idx = n
+                cand_slope = ad
+
+        # Search-back: no beat for K_SEARCH mean RR -> take the best candidate since the last one.
+        if sb_on and n > learn_end and n > deadline:
+            thr2 = 0.5 * (st[_NPKI] + st[_K_THR] * (st[_SPKI] - st[_NPKI]))
+            if st[_SB_VAL] > thr2:
+                st[_SPKI] = 0.25 * st[_SB_VAL] + 0.75 * st[_SPKI]
+                n_out = _accept(int(st[_SB_IDX]), st[_SB_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
+            else:
+                st[_SB_IDX] = -1.0
+                st[_SB_VAL] = 0.0
+            sb_on = st[_SB_IDX] >= 0.0
+            deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
+        n += 1
+        st[_N] = n  # the helpers read the position
+    zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1] = z00, z01, z10, z11
+    st[_MWI_SUM] = mwi_sum
+    st[_RISING] = rising
+    st[_CAND_VAL] = cand_val
+    st[_CAND_IDX] = cand_idx
+    st[_CAND_SLOPE] = cand_slope
     return n_out
 
 
@@ -302,6 +328,7 @@ class QrsDetector:
 
         fs = float(sampling_rate)
         self.sampling_rate = fs
+        # Order 2 band-pass = two second-order sections; the kernel is written for exactly two.
         self._sos = np.ascontiguousarray(signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos"))
         b, a = signal.sos2tf(self._sos)
         _, delay = signal.group_delay((b, a), w=[10.0], fs=fs)
