@@ -17,7 +17,10 @@ def _modules_after_import(module: str) -> set[str]:
     return {m.split(".")[0] for m in json.loads(out.stdout)}
 
 
-@pytest.mark.parametrize("module", ["processors", "detectors", "detectors.threshold", "detectors.news2"])
+@pytest.mark.parametrize("module", [
+    "processors", "processors.qrs", "processors.rr", "processors.sqi", "processors.vitals", "processors.evaluate",
+    "detectors", "detectors.threshold", "detectors.news2",
+])
 def test_pure_packages_import_no_io(module: str) -> None:
     assert _modules_after_import(module) & FORBIDDEN_IN_PURE == set()
 
