@@ -64,10 +64,9 @@ _P_TWAVE = 2      # T-wave test horizon
 _P_LEARN = 3      # learning period
 _P_SEARCH = 4     # R search window before the candidate, on the band-passed signal
 _P_DELAY = 5      # band-pass group delay
-_P_REFINE = 6     # raw refinement half-window (0: off, see the module docstring)
-_P_HIST = 7       # ring-buffer length (power of two)
-_P_INIT_RR = 8    # RR assumed before any is measured
-_PARAM_SIZE = 9
+_P_HIST = 6       # ring-buffer length (power of two)
+_P_INIT_RR = 7    # RR assumed before any is measured
+_PARAM_SIZE = 8
 
 
 def _detect(
@@ -77,7 +76,6 @@ def _detect(
     zi_step: npt.NDArray[np.float64],
     p: npt.NDArray[np.int64],
     st: npt.NDArray[np.float64],
-    raw_ring: npt.NDArray[np.float64],
     bp_ring: npt.NDArray[np.float64],
     sq_ring: npt.NDArray[np.float64],
     rr: npt.NDArray[np.float64],
@@ -117,7 +115,6 @@ def _detect(
         v = x[i]
         if v != v:  # NaN: treat as zero signal rather than poison every filter
             v = 0.0
-        raw_ring[n & mask] = v
         if n == 0:
             # Start the filter as if the first value had always been there, so a DC
             # offset does not ring through as a fake first beat (scipy's sosfilt_zi).
@@ -156,7 +153,7 @@ def _detect(
             st[_FLOOR] = 1e-10 * st[_LEARN_RAW2] / learn_end
             for k in range(int(learn[0])):
                 n_out = _classify(int(learn[1 + 3 * k]), learn[2 + 3 * k], learn[3 + 3 * k], n,
-                                  p, st, raw_ring, bp_ring, rr, out, n_out)
+                                  p, st, bp_ring, rr, out, n_out)
             sb_on = st[_SB_IDX] >= 0.0
             deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
 
@@ -186,7 +183,7 @@ def _detect(
                         learn[3 + 3 * k] = cand_slope
                         learn[0] = k + 1
                 else:
-                    n_out = _classify(idx, cand_val, cand_slope, n, p, st, raw_ring, bp_ring, rr, out, n_out)
+                    n_out = _classify(idx, cand_val, cand_slope, n, p, st, bp_ring, rr, out, n_out)
                     sb_on = st[_SB_IDX] >= 0.0
                     deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
                 rising = 0.0
@@ -199,14 +196,14 @@ def _detect(
             thr2 = 0.5 * (st[_NPKI] + st[_K_THR] * (st[_SPKI] - st[_NPKI]))
             if st[_SB_VAL] > thr2:
                 st[_SPKI] = 0.25 * st[_SB_VAL] + 0.75 * st[_SPKI]
-                n_out = _accept(int(st[_SB_IDX]), st[_SB_SLOPE], n, p, st, raw_ring, bp_ring, rr, out, n_out)
+                n_out = _accept(int(st[_SB_IDX]), st[_SB_SLOPE], n, p, st, bp_ring, rr, out, n_out)
             else:
                 st[_SB_IDX] = -1.0
                 st[_SB_VAL] = 0.0
             sb_on = st[_SB_IDX] >= 0.0
             deadline = st[_LAST_QRS] + st[_K_SEARCH] * _mean_rr(rr, st, p)
         n += 1
-        st[_N] = n  # the helpers read the position
+    st[_N] = n
     zi[0, 0], zi[0, 1], zi[1, 0], zi[1, 1] = z00, z01, z10, z11
     st[_MWI_SUM] = mwi_sum
     st[_RISING] = rising
@@ -230,8 +227,7 @@ def _mean_rr(rr: npt.NDArray[np.float64], st: npt.NDArray[np.float64], p: npt.ND
 @register_jitable
 def _classify(
     idx: int, val: float, slope: float, n: int, p: npt.NDArray[np.int64], st: npt.NDArray[np.float64],
-    raw_ring: npt.NDArray[np.float64], bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64],
-    out: npt.NDArray[np.int64], n_out: int,
+    bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64], out: npt.NDArray[np.int64], n_out: int,
 ) -> int:
     since = idx - st[_LAST_QRS]
     if since < p[_P_REFRACT] or val <= st[_FLOOR]:
@@ -242,7 +238,7 @@ def _classify(
             st[_NPKI] = 0.125 * val + 0.875 * st[_NPKI]  # a T wave
             return n_out
         st[_SPKI] = 0.125 * val + 0.875 * st[_SPKI]
-        return _accept(idx, slope, n, p, st, raw_ring, bp_ring, rr, out, n_out)
+        return _accept(idx, slope, n, p, st, bp_ring, rr, out, n_out)
     st[_NPKI] = 0.125 * val + 0.875 * st[_NPKI]
     if val > st[_SB_VAL]:
         st[_SB_VAL] = val
@@ -254,8 +250,7 @@ def _classify(
 @register_jitable
 def _accept(
     idx: int, slope: float, n: int, p: npt.NDArray[np.int64], st: npt.NDArray[np.float64],
-    raw_ring: npt.NDArray[np.float64], bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64],
-    out: npt.NDArray[np.int64], n_out: int,
+    bp_ring: npt.NDArray[np.float64], rr: npt.NDArray[np.float64], out: npt.NDArray[np.int64], n_out: int,
 ) -> int:
     mask = p[_P_HIST] - 1
     oldest = n - p[_P_HIST] + 1  # earliest index still in the rings
@@ -268,21 +263,8 @@ def _accept(
         if a > best_v:
             best_v = a
             best = j
-    # Undo the filter's delay, then take the raw signal's largest deviation nearby.
-    centre = max(best - p[_P_DELAY], oldest, 0)
-    lo = max(centre - p[_P_REFINE], oldest, 0)
-    hi = min(centre + p[_P_REFINE], n)
-    mean = 0.0
-    for j in range(lo, hi + 1):
-        mean += raw_ring[j & mask]
-    mean /= hi - lo + 1
-    peak = centre
-    dev = -1.0
-    for j in range(lo, hi + 1):
-        a = abs(raw_ring[j & mask] - mean)
-        if a > dev:
-            dev = a
-            peak = j
+    # Undo the filter's delay: the band-passed peak comes that much after the R wave.
+    peak = max(best - p[_P_DELAY], 0)
     last = st[_LAST_QRS]
     if last > -1e17:
         interval = idx - last
@@ -340,7 +322,6 @@ class QrsDetector:
         self._p[_P_LEARN] = round(2.0 * fs)
         self._p[_P_SEARCH] = round(0.250 * fs)
         self._p[_P_DELAY] = round(float(delay[0]))
-        self._p[_P_REFINE] = 0
         self._p[_P_HIST] = hist
         self._p[_P_INIT_RR] = round(1.0 * fs)
         self._zi = np.zeros((self._sos.shape[0], 2))
@@ -355,7 +336,7 @@ class QrsDetector:
         self._st[_K_THR] = 0.2
         self._st[_K_TWAVE] = 0.4
         self._st[_K_SEARCH] = 1.5
-        self._rings = (np.zeros(hist), np.zeros(hist), np.zeros(hist))
+        self._rings = (np.zeros(hist), np.zeros(hist))
         self._rr = np.zeros(8)
         self._learn = np.zeros(1 + 3 * 64)
         self._kernel = _detect_jit if jit else _detect
@@ -367,8 +348,8 @@ class QrsDetector:
     def feed(self, samples: npt.ArrayLike) -> npt.NDArray[np.int64]:
         x = np.ascontiguousarray(samples, dtype=np.float64).ravel()
         out = np.empty(x.shape[0] // max(int(self._p[_P_REFRACT]), 1) + 70, dtype=np.int64)
-        raw, bp, sq = self._rings
-        n = self._kernel(x, self._sos, self._zi, self._zi_step, self._p, self._st, raw, bp, sq, self._rr,
+        bp, sq = self._rings
+        n = self._kernel(x, self._sos, self._zi, self._zi_step, self._p, self._st, bp, sq, self._rr,
                          self._learn, out)
         return out[:n].copy()
 
