@@ -55,7 +55,8 @@ _FLOOR = 18       # candidates at or below this MWI value are ignored (flat line
 _K_THR = 19       # threshold position between noise and signal level (Pan-Tompkins: 0.25)
 _K_TWAVE = 20     # T-wave test: slope ratio below which a close candidate is a T wave (0.5)
 _K_SEARCH = 21    # search-back after this many mean RR intervals without a beat (1.66)
-_STATE_SIZE = 22
+_LAST_BP = 22     # band-passed index of the last beat's peak (-1: none)
+_STATE_SIZE = 23
 
 # Indices into the int64 parameter vector (samples, converted from seconds once).
 _P_WIN = 0        # MWI window
@@ -255,7 +256,11 @@ def _accept(
     mask = p[_P_HIST] - 1
     oldest = n - p[_P_HIST] + 1  # earliest index still in the rings
     # The band-passed R is the largest |value| in the search window before the MWI peak.
-    lo = max(idx - p[_P_SEARCH], oldest, 0)
+    # Start after the previous beat's peak: two candidates 200-250 ms apart must not
+    # pick the same sample (and the output stays strictly increasing).
+    lo = max(idx - p[_P_SEARCH], oldest, 0, int(st[_LAST_BP]) + 1)
+    if lo > idx:
+        lo = idx
     best = idx
     best_v = -1.0
     for j in range(lo, idx + 1):
@@ -263,6 +268,7 @@ def _accept(
         if a > best_v:
             best_v = a
             best = j
+    st[_LAST_BP] = best
     # Undo the filter's delay: the band-passed peak comes that much after the R wave.
     peak = max(best - p[_P_DELAY], 0)
     last = st[_LAST_QRS]
@@ -329,6 +335,7 @@ class QrsDetector:
         self._st = np.zeros(_STATE_SIZE)
         self._st[_LAST_QRS] = -1e18
         self._st[_SB_IDX] = -1.0
+        self._st[_LAST_BP] = -1.0
         # Pan-Tompkins use 0.25, 0.5 and 1.66. A coarse grid (three values each) on the
         # MIT-BIH Arrhythmia Database chose these: lower thresholds and an earlier
         # search-back find more small and early beats. Both halves of the database

@@ -135,3 +135,10 @@ def test_accuracy_floor_on_mitdb(name: str, floor: float) -> None:
     score = match_beats(ref, ecg_findpeaks(x, sampling_rate=fs, chunk_size=round(fs)), tolerance=round(0.15 * fs))
     assert score.sensitivity >= floor, score
     assert score.positive_predictivity >= floor, score
+
+
+def test_peaks_strictly_increase_on_noisy_input() -> None:
+    # Heavy muscle-like noise makes candidates crowd together; no peak may repeat.
+    x, _ = synthetic_ecg(360, 120, seed=31, noise=0.6)
+    peaks = ecg_findpeaks(x, sampling_rate=360)
+    assert np.all(np.diff(peaks) > 0)

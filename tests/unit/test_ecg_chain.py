@@ -1,0 +1,51 @@
+"""The streaming ECG chain: beats released with their window's quality."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from processors.ecg import EcgAnalyzer, warm_up
+from processors.evaluate import match_beats
+from tests.unit.test_qrs import synthetic_ecg
+
+
+def run(x: np.ndarray, fs: float, chunk: int) -> tuple[list[tuple[int, str]], list[str]]:
+    a = EcgAnalyzer(fs)
+    beats, labels = [], []
+    for i in range(0, x.size, chunk):
+        u = a.feed(x[i:i + chunk])
+        beats += [(b.sample, b.quality) for b in u.beats]
+        labels += [w.label for w in u.windows]
+    return beats, labels
+
+
+def test_clean_ecg_gives_usable_beats_and_hrv() -> None:
+    x, truth = synthetic_ecg(360, 60, seed=21, hr=75)
+    a = EcgAnalyzer(360)
+    update = a.feed(x)
+    assert all(b.usable for b in update.beats)
+    assert match_beats(truth[truth < 58 * 360], [b.sample for b in update.beats], 54).sensitivity == 1.0
+    assert update.hrv.heart_rate is not None and abs(update.hrv.heart_rate - 75) < 3
+
+
+def test_beats_in_noise_are_marked_and_kept_out_of_hrv() -> None:
+    x, _ = synthetic_ecg(360, 60, seed=22)
+    x[20 * 360:30 * 360] += np.random.default_rng(3).normal(0, 1.0, 10 * 360)  # 10 s of heavy noise
+    a = EcgAnalyzer(360)
+    update = a.feed(x)
+    noisy = [b for b in update.beats if 20 * 360 <= b.sample < 30 * 360]
+    assert noisy and all(not b.usable for b in noisy)
+    assert all(b.usable for b in update.beats if b.sample < 19 * 360 or b.sample >= 31 * 360)
+    assert update.hrv.nn_count < len(update.beats)
+
+
+def test_same_beats_and_labels_whatever_the_chunking() -> None:
+    x, _ = synthetic_ecg(250, 40, seed=23, noise=0.15)
+    x[5000:6000] = np.nan
+    whole = run(x, 250, x.size)
+    for chunk in (1, 7, 250, 997):
+        assert run(x, 250, chunk) == whole
+
+
+def test_warm_up_runs() -> None:
+    warm_up()
