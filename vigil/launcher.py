@@ -33,12 +33,15 @@ class _Stop(Exception):
 
 
 def _raise_stop(signum: int, frame: object) -> None:
+    # Ignore any further Ctrl-C/SIGTERM from here on (make and the terminal often send
+    # one each): a second one must not interrupt the clean-up that this one starts.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise _Stop()
 
 
 def _shut_down(stoppers: list[Callable[[], None]]) -> None:
-    """Stop what was started, newest first. A second Ctrl-C or SIGTERM (make and the
-    terminal often deliver one each) must not cut the clean-up short."""
+    """Stop what was started, newest first, with Ctrl-C/SIGTERM ignored meanwhile."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for stop in reversed(stoppers):
@@ -76,6 +79,7 @@ async def rebuild_projections(database_url: str) -> int:
 def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
     """Run the live demo until Ctrl-C (or ``duration`` seconds). Returns an exit code."""
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     stoppers: list[Callable[[], None]] = []
     state = settings.state_dir
     state.mkdir(parents=True, exist_ok=True)
@@ -150,6 +154,7 @@ def _healthy(url: str) -> bool:
 def run_services(state_dir: Path, kafka: str, brokers: int) -> int:
     """Start Kafka and PostgreSQL for a person, print their URLs, wait for Ctrl-C."""
     signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
     stoppers: list[Callable[[], None]] = []
     try:
         if kafka == "apache" and not java_available():
