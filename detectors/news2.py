@@ -81,92 +81,44 @@ def _tenth(value: float) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 
 
-def _rr(v: int) -> int:
-    if v <= 8:
-        return 3
-    if v <= 11:
-        return 1
-    if v <= 20:
-        return 0
-    if v <= 24:
-        return 2
-    return 3
+# Chart 1 as tables: (highest value of the row, points), then the points above the last row.
+_RR_ROWS = ((8, 3), (11, 1), (20, 0), (24, 2)), 3
+_SPO2_SCALE1_ROWS = ((91, 3), (93, 2), (95, 1)), 0
+_SPO2_SCALE2_ROWS = ((83, 3), (85, 2), (87, 1), (92, 0)), None  # above 92: depends on oxygen
+_SPO2_SCALE2_OXYGEN_ROWS = ((94, 1), (96, 2)), 3
+_SBP_ROWS = ((90, 3), (100, 2), (110, 1), (219, 0)), 3
+_PULSE_ROWS = ((40, 3), (50, 1), (90, 0), (110, 1), (130, 2)), 3
+_TEMP_ROWS = ((Decimal("35.0"), 3), (Decimal("36.0"), 1), (Decimal("38.0"), 0), (Decimal("39.0"), 1)), 2
 
 
-def _spo2_scale1(v: int) -> int:
-    if v <= 91:
-        return 3
-    if v <= 93:
-        return 2
-    if v <= 95:
-        return 1
-    return 0
+def _points(value: Decimal | int, table: tuple[tuple[tuple[Any, int], ...], int | None]) -> int | None:
+    rows, above = table
+    for highest, points in rows:
+        if value <= highest:
+            return points
+    return above
 
 
-def _spo2_scale2(v: int, oxygen: bool) -> int:
-    if v <= 83:
-        return 3
-    if v <= 85:
-        return 2
-    if v <= 87:
-        return 1
-    if v <= 92 or not oxygen:
-        return 0  # 88-92 %, or >= 93 % on air
-    if v <= 94:
-        return 1
-    if v <= 96:
-        return 2
-    return 3
-
-
-def _sbp(v: int) -> int:
-    if v <= 90:
-        return 3
-    if v <= 100:
-        return 2
-    if v <= 110:
-        return 1
-    if v <= 219:
-        return 0
-    return 3
-
-
-def _pulse(v: int) -> int:
-    if v <= 40:
-        return 3
-    if v <= 50:
-        return 1
-    if v <= 90:
-        return 0
-    if v <= 110:
-        return 1
-    if v <= 130:
-        return 2
-    return 3
-
-
-def _temp(v: Decimal) -> int:
-    if v <= Decimal("35.0"):
-        return 3
-    if v <= Decimal("36.0"):
-        return 1
-    if v <= Decimal("38.0"):
-        return 0
-    if v <= Decimal("39.0"):
-        return 1
-    return 2
+def _spo2(v: int, scale: int, oxygen: bool) -> int:
+    if scale == 1:
+        return _points(v, _SPO2_SCALE1_ROWS) or 0
+    points = _points(v, _SPO2_SCALE2_ROWS)
+    if points is not None:
+        return points
+    # >= 93 %: no points on air; on oxygen, a saturation above target scores.
+    return 0 if not oxygen else _points(v, _SPO2_SCALE2_OXYGEN_ROWS) or 0
 
 
 def score_news2(obs: News2Observation) -> News2Result:
     spo2 = _whole(obs.spo2)
     components = {
-        "rr": _rr(_whole(obs.rr)),
-        "spo2": _spo2_scale1(spo2) if obs.spo2_scale == 1 else _spo2_scale2(spo2, obs.oxygen),
+        "rr": _points(_whole(obs.rr), _RR_ROWS) or 0,
+        "spo2": _spo2(spo2, obs.spo2_scale, obs.oxygen),
         "oxygen": 2 if obs.oxygen else 0,
-        "sbp": _sbp(_whole(obs.sbp)),
-        "hr": _pulse(_whole(obs.hr)),
+        "sbp": _points(_whole(obs.sbp), _SBP_ROWS) or 0,
+        "hr": _points(_whole(obs.hr), _PULSE_ROWS) or 0,
         "acvpu": 0 if obs.acvpu is Acvpu.ALERT else 3,
-        "temp": _temp(_tenth(obs.temp)),
+        "temp": _points(_tenth(obs.temp), _TEMP_ROWS) or 0,
     }
     total = sum(components.values())
     if total >= 7:
