@@ -54,7 +54,8 @@ class EventSource(Protocol):
 class _Client:
     def __init__(self, ws: ServerConnection, queue_size: int) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[RecordedEvent] = asyncio.Queue(queue_size)
+        # (position, message already encoded): the hub encodes each event once for everyone.
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(queue_size)
         self.overflowed = asyncio.Event()
 
 
@@ -96,9 +97,10 @@ class Gateway:
         # not whenever the generator happens to be garbage-collected.
         async with contextlib.aclosing(self._source.subscribe(after)) as events:
             async for event in events:
+                item = (event.position, _event_message(event))
                 for client in list(self._clients):
                     try:
-                        client.queue.put_nowait(event)
+                        client.queue.put_nowait(item)
                     except asyncio.QueueFull:
                         client.overflowed.set()
 
@@ -169,10 +171,10 @@ class Gateway:
                         await client.ws.send(json.dumps({"type": "resync", "reason": "client fell behind"}))
                         await client.ws.close(1013, "fell behind; reconnect with last_position")
                     return
-                event = get.result()
-                if event.position > last:
-                    await client.ws.send(_event_message(event))
-                    last = event.position
+                position, message = get.result()
+                if position > last:
+                    await client.ws.send(message)
+                    last = position
         finally:
             reader.cancel()
             overflow.cancel()

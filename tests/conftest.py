@@ -15,12 +15,14 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+import pytest_asyncio
 
+from event_store.postgres import PostgresRecorder
 from vigil.services.kafka import KafkaCluster, java_available
 from vigil.services.postgres import PostgresCluster
 from vigil.services.process import ServiceError
@@ -101,6 +103,15 @@ def database_url(postgres_server: str) -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(postgres_server, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest_asyncio.fixture
+async def pg_recorder(database_url: str) -> AsyncIterator[PostgresRecorder]:
+    """A migrated `PostgresRecorder` on a fresh database."""
+    recorder = await PostgresRecorder.connect(database_url, max_size=10)
+    await recorder.migrate()
+    yield recorder
+    await recorder.close()
 
 
 @pytest.fixture

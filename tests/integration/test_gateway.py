@@ -7,12 +7,10 @@ import json
 import random
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-import pytest_asyncio
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -27,12 +25,9 @@ def ev(n: int) -> NewEvent:
     return NewEvent(uuid.uuid4(), "patient-p1", "VitalsObserved", datetime.now(UTC), {"patient_id": "p1", "hr": n})
 
 
-@pytest_asyncio.fixture
-async def store(database_url: str) -> AsyncIterator[PostgresRecorder]:
-    s = await PostgresRecorder.connect(database_url, max_size=10)
-    await s.migrate()
-    yield s
-    await s.close()
+@pytest.fixture
+def store(pg_recorder: PostgresRecorder) -> PostgresRecorder:
+    return pg_recorder
 
 
 async def start(store: PostgresRecorder, queue_size: int = 1000) -> tuple[Gateway, Any, int]:

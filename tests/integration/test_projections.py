@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from event_store.events import AppendRequest, NewEvent
 from event_store.postgres import PostgresRecorder
@@ -25,12 +23,9 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 HR_LIMIT = 130
 
 
-@pytest_asyncio.fixture
-async def recorder(database_url: str) -> AsyncIterator[PostgresRecorder]:
-    rec = await PostgresRecorder.connect(database_url, max_size=10)
-    await rec.migrate()
-    yield rec
-    await rec.close()
+@pytest.fixture
+def recorder(pg_recorder: PostgresRecorder) -> PostgresRecorder:
+    return pg_recorder
 
 
 def vitals(patient: str, at: datetime, **values: float) -> NewEvent:
