@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["GENESIS", "StoredRow", "encode_json", "micros", "leaf_hash", "link", "chain", "VerifyReport", "verify"]
+__all__ = ["GENESIS", "StoredRow", "encode_json", "micros", "leaf_hash", "link", "VerifyReport", "verify"]
 
 GENESIS = bytes(32)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,8 +50,9 @@ def encode_json(value: object) -> str:
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _micros(value: datetime) -> int:
-    # Exact integer microseconds: PostgreSQL's timestamptz keeps exactly that much.
+def micros(value: datetime) -> int:
+    """Exact integer microseconds since the Unix epoch, as hashed (PostgreSQL's
+    timestamptz keeps exactly that much)."""
     return (value - _EPOCH) // _MICROSECOND
 
 
@@ -59,11 +60,6 @@ def _micros(value: datetime) -> int:
 def _quoted(text: str) -> str:
     # Stream ids repeat across a log; quoting each once is a measurable share of verify.
     return json.dumps(text, ensure_ascii=False)
-
-
-def micros(value: datetime) -> int:
-    """Exact integer microseconds since the Unix epoch, as hashed."""
-    return _micros(value)
 
 
 def leaf_hash(
@@ -81,14 +77,6 @@ def leaf_hash(
 
 def link(previous: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + previous + leaf).digest()
-
-
-def chain(previous: bytes, leaves: list[bytes]) -> list[bytes]:
-    out = []
-    for leaf in leaves:
-        previous = link(previous, leaf)
-        out.append(previous)
-    return out
 
 
 class StoredRow(NamedTuple):
@@ -143,7 +131,7 @@ async def verify(rows: AsyncIterable[list[StoredRow]], head_position: int, head_
                 return bad(row.position, f"position {row.position} appears again or out of order")
             if row.position > expected:
                 return bad(expected, f"position {expected} is missing (next stored is {row.position})")
-            computed = hashlib.sha256(b"\x01" + previous + row.leaf()).digest()
+            computed = link(previous, row.leaf())
             if computed != row.chain_hash:
                 return bad(row.position, "event content or order does not match its chain hash")
             version = versions.get(row.stream_id, 0) + 1

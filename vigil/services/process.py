@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 import contextlib
 
 __all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_open"]
@@ -83,7 +84,7 @@ class ManagedProcess:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
-    _log_file: object = field(repr=False, default=None)
+    _log_file: BinaryIO | None = field(repr=False, default=None)
 
     @classmethod
     def start(
@@ -135,12 +136,6 @@ class ManagedProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def log_contains(self, needle: str) -> bool:
-        try:
-            return needle in self.log_path.read_text(errors="replace")
-        except OSError:
-            return False
-
     def kill(self) -> None:
         """SIGKILL, as a crash would (fault tests)."""
         if self.running():
@@ -160,7 +155,6 @@ class ManagedProcess:
         self._close_log()
 
     def _close_log(self) -> None:
-        log = self._log_file
-        if log is not None and hasattr(log, "close"):
-            log.close()
+        if self._log_file is not None:
+            self._log_file.close()
         self._log_file = None
