@@ -106,7 +106,8 @@ def vigil_whole(x: Signal, fs: float) -> Peaks:
 
 def vigil_usable(x: Signal, fs: float) -> Peaks:
     """The beats the worker's chain (`EcgAnalyzer`) reports as usable: detected beats
-    outside windows its signal-quality index calls noise, flat, saturated or leads-off."""
+    outside windows labelled noise, flat, saturated, leads-off or suspect (an implausibly
+    short RR interval)."""
     analyzer, step = EcgAnalyzer(fs), round(fs)
     usable = [b.sample for i in range(0, x.shape[0], step) for b in analyzer.feed(x[i:i + step]).beats if b.usable]
     return np.asarray(usable, dtype=np.int64)
@@ -313,7 +314,7 @@ def main() -> None:
     usable_gross(records, sampto)
     throughput(secs, samples)
     chunk_cost("208" if "208" in records else records[0], sampto)
-    noise = {"Vigil": vigil, "Vigil usable": vigil_usable}
+    noise: dict[str, Detector] = {"Vigil": vigil, "Vigil usable": vigil_usable}
     noise |= {n: fn for n, fn in detectors.items() if n not in ("Vigil", "XQRS") or (n == "XQRS" and args.xqrs_noise)}
     noise_table(noise, args.quick)
 

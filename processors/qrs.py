@@ -352,6 +352,25 @@ class QrsDetector:
     def samples_seen(self) -> int:
         return int(self._st[_N])
 
+    @property
+    def horizon(self) -> int:
+        """No peak reported from now on will lie before this absolute index.
+
+        A future peak comes from the candidate being tracked (index ``_CAND_IDX`` or
+        later), the pending search-back candidate, or, during the learning period, any
+        candidate so far; it is placed at most the R search window plus the filter
+        delay before its candidate. Callers that need every beat of a span (window
+        labels that depend on the rhythm) wait until the horizon has passed it.
+        """
+        st, p = self._st, self._p
+        n = int(st[_N])
+        if n <= p[_P_LEARN]:
+            return 0
+        earliest = min(n, int(st[_CAND_IDX]))
+        if st[_SB_IDX] >= 0.0:
+            earliest = min(earliest, int(st[_SB_IDX]))
+        return max(earliest - int(p[_P_SEARCH]) - int(p[_P_DELAY]), 0)
+
     def feed(self, samples: npt.ArrayLike) -> npt.NDArray[np.int64]:
         x = np.ascontiguousarray(samples, dtype=np.float64).ravel()
         out = np.empty(x.shape[0] // max(int(self._p[_P_REFRACT]), 1) + 70, dtype=np.int64)

@@ -42,9 +42,40 @@ def test_beats_in_noise_are_marked_and_kept_out_of_hrv() -> None:
 def test_same_beats_and_labels_whatever_the_chunking() -> None:
     x, _ = synthetic_ecg(250, 40, seed=23, noise=0.15)
     x[5000:6000] = np.nan
+    x[7000:7010] += 3.0  # an artefact beat: a suspect window
     whole = run(x, 250, x.size)
     for chunk in (1, 7, 250, 997):
         assert run(x, 250, chunk) == whole
+
+
+def test_an_implausibly_short_rr_marks_its_window_suspect() -> None:
+    x, truth = synthetic_ecg(360, 40, seed=24, hr=60)
+    # A sharp artefact 250 ms after one beat: a false "beat" at a quarter of the RR.
+    spike_at = int(truth[20]) + 90
+    x[spike_at - 3:spike_at + 4] += np.array([0.3, 0.9, 1.6, 2.0, 1.6, 0.9, 0.3])
+    beats, labels = run(x, 360, 360)
+    window = spike_at // 720
+    assert labels[window] == "suspect"
+    assert all(label == "ok" for k, label in enumerate(labels) if k != window)
+    suspect = [s for s, q in beats if q == "suspect"]
+    assert any(abs(s - spike_at) < 20 for s in suspect)  # the false beat is there, marked
+    assert all(s // 720 == window for s in suspect)
+    # ... and stays out of the rate: every usable RR is a real one.
+    usable = np.array([s for s, q in beats if q == "ok"])
+    assert np.all(np.diff(usable) > 0.7 * 360)
+
+
+def test_windows_wait_for_every_beat_they_hold() -> None:
+    x, _ = synthetic_ecg(250, 30, seed=25)
+    a = EcgAnalyzer(250)
+    seen_windows: list[int] = []
+    for i in range(0, x.size, 100):
+        u = a.feed(x[i:i + 100])
+        seen_windows += [w.start for w in u.windows]
+        released = {w.start for w in u.windows}
+        # A beat comes out with its own window, never after it.
+        assert all(b.sample - b.sample % 500 in released for b in u.beats)
+    assert seen_windows == list(range(0, seen_windows[-1] + 1, 500))
 
 
 def test_warm_up_runs() -> None:

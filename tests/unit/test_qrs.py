@@ -142,3 +142,17 @@ def test_peaks_strictly_increase_on_noisy_input() -> None:
     x, _ = synthetic_ecg(360, 120, seed=31, noise=0.6)
     peaks = ecg_findpeaks(x, sampling_rate=360)
     assert np.all(np.diff(peaks) > 0)
+
+
+@pytest.mark.parametrize(("noise", "chunk"), [(0.02, 1), (0.02, 250), (0.6, 7), (0.6, 997)])
+def test_no_peak_is_reported_before_the_horizon(noise: float, chunk: int) -> None:
+    # Quiet, noisy (many search-backs) and chunk sizes down to one sample.
+    x, _ = synthetic_ecg(250, 60, seed=32, noise=noise)
+    det = QrsDetector(250)
+    horizon = 0
+    for i in range(0, len(x), chunk):
+        peaks = det.feed(x[i:i + chunk])
+        assert np.all(peaks >= horizon), (i, peaks, horizon)
+        assert det.horizon >= horizon  # it never moves back
+        horizon = det.horizon
+    assert horizon > len(x) - 2 * 250  # and it does move on: within about a beat of the end
