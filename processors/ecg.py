@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,7 @@ import numpy.typing as npt
 from processors.qrs import QrsDetector
 from processors.rr import HrvMetrics, RrAnalyzer
 from processors.sqi import QualityWindow, SignalQuality
+from processors.state import pack, unpack
 
 __all__ = ["Beat", "EcgUpdate", "EcgAnalyzer", "RR_FLOOR", "warm_up"]
 
@@ -103,6 +105,38 @@ class EcgAnalyzer:
         if usable:
             self._rr.add_peaks(usable)
         return EcgUpdate(beats, windows, self._rr.metrics())
+
+    def snapshot(self) -> bytes:
+        """The whole chain's state as bytes (`processors.state`); `restore` on a new
+        analyzer with the same settings continues exactly where this one stopped."""
+        values: dict[str, Any] = {f"qrs.{k}": v for k, v in self._detector.get_state().items()}
+        values |= {f"sqi.{k}": v for k, v in self._quality.get_state().items()}
+        values |= {f"rr.{k}": v for k, v in self._rr.get_state().items()}
+        w = self._windows
+        values |= {
+            "size": self._size,
+            "pending": np.array(self._pending, dtype=np.int64),
+            "recent": np.array(self._recent, dtype=np.int64),
+            "suspect": np.array(sorted(self._suspect), dtype=np.int64),
+            "win.start": np.array([x.start for x in w], dtype=np.int64),
+            "win.label": [x.label for x in w],
+            "win.metrics": np.array([[x.kurtosis, x.psqi, x.bassqi] for x in w], dtype=np.float64).reshape(-1, 3),
+        }
+        return pack(values)
+
+    def restore(self, data: bytes) -> None:
+        values = unpack(data)
+        if values["size"] != self._size:
+            raise ValueError(f"snapshot has {values['size']}-sample windows, this analyzer {self._size}")
+        for prefix, part in (("qrs.", self._detector), ("sqi.", self._quality), ("rr.", self._rr)):
+            part.set_state({k[len(prefix):]: v for k, v in values.items() if k.startswith(prefix)})
+        self._pending = deque(values["pending"].tolist())
+        self._recent = deque(values["recent"].tolist(), maxlen=_RR_HISTORY + 1)
+        self._suspect = set(values["suspect"].tolist())
+        self._windows = deque(
+            QualityWindow(start, label, *metrics)
+            for start, label, metrics in zip(values["win.start"].tolist(), values["win.label"],
+                                             values["win.metrics"].tolist(), strict=True))
 
     def _check_rhythm(self, peak: int) -> None:
         recent = self._recent

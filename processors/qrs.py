@@ -25,6 +25,8 @@ Biomed Eng 32(3):230-236 (1985).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -370,6 +372,22 @@ class QrsDetector:
         if st[_SB_IDX] >= 0.0:
             earliest = min(earliest, int(st[_SB_IDX]))
         return max(earliest - int(p[_P_SEARCH]) - int(p[_P_DELAY]), 0)
+
+    def get_state(self) -> dict[str, Any]:
+        """Everything `feed` changes, as arrays (see `processors.state`)."""
+        bp, sq = self._rings
+        return {"fs": self.sampling_rate, "st": self._st.copy(), "zi": self._zi.copy(), "bp": bp.copy(),
+                "sq": sq.copy(), "rr": self._rr.copy(), "learn": self._learn.copy()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continue exactly where the detector that produced ``state`` stopped."""
+        if state["fs"] != self.sampling_rate:
+            raise ValueError(f"state is for {state['fs']} Hz, this detector runs at {self.sampling_rate} Hz")
+        for name, mine in (("st", self._st), ("zi", self._zi), ("bp", self._rings[0]), ("sq", self._rings[1]),
+                           ("rr", self._rr), ("learn", self._learn)):
+            if state[name].shape != mine.shape:
+                raise ValueError(f"state field {name} has shape {state[name].shape}, expected {mine.shape}")
+            mine[...] = state[name]
 
     def feed(self, samples: npt.ArrayLike) -> npt.NDArray[np.int64]:
         x = np.ascontiguousarray(samples, dtype=np.float64).ravel()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +56,24 @@ class RrAnalyzer:
         self._nn: deque[tuple[float, float, bool]] = deque()
         self._rejected = 0
         self._previous_was_nn = False
+        self._metrics: HrvMetrics | None = None  # cached until the next interval arrives
+
+    def get_state(self) -> dict[str, Any]:
+        at, nn, adjacent = zip(*self._nn, strict=True) if self._nn else ((), (), ())
+        return {
+            "last_peak": self._last_peak, "rejected": self._rejected, "previous_was_nn": self._previous_was_nn,
+            "recent": np.array(self._recent, dtype=np.float64), "nn_at": np.array(at, dtype=np.float64),
+            "nn": np.array(nn, dtype=np.float64), "nn_adjacent": np.array(adjacent, dtype=bool),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._last_peak = None if state["last_peak"] is None else int(state["last_peak"])
+        self._rejected = int(state["rejected"])
+        self._previous_was_nn = bool(state["previous_was_nn"])
+        self._recent = deque(state["recent"].tolist(), maxlen=self._recent.maxlen)
+        self._metrics = None
+        self._nn = deque(zip(state["nn_at"].tolist(), state["nn"].tolist(), state["nn_adjacent"].tolist(),
+                             strict=True))
 
     def add_peaks(self, peaks: npt.ArrayLike) -> None:
         """Add R-peak sample indices (increasing, as `QrsDetector.feed` returns them)."""
@@ -66,6 +85,7 @@ class RrAnalyzer:
             self._last_peak = peak
 
     def _add_interval(self, rr_ms: float, at_ms: float) -> None:
+        self._metrics = None
         in_range = 300.0 <= rr_ms <= 2000.0
         normal = in_range
         if in_range and len(self._recent) >= 3:
@@ -84,6 +104,11 @@ class RrAnalyzer:
             self._nn.popleft()
 
     def metrics(self) -> HrvMetrics:
+        if self._metrics is None:
+            self._metrics = self._compute()
+        return self._metrics
+
+    def _compute(self) -> HrvMetrics:
         nn = np.fromiter((v for _, v, _ in self._nn), dtype=np.float64, count=len(self._nn))
         adjacent = np.fromiter((a for _, _, a in self._nn), dtype=bool, count=len(self._nn))
         hr = 60_000.0 / float(np.median(nn[-8:])) if nn.size >= 2 else None

@@ -34,6 +34,7 @@ segments 1 %. Paced rhythms often fall below the kurtosis bound. Samples are in 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,11 +82,19 @@ class SignalQuality:
         self._band_wide = (freqs >= 5) & (freqs <= 40)
         self._band_low = freqs < 1
         self._band_all = freqs <= 40
+        self._taper = np.hanning(self._size)
 
     @property
     def window_size(self) -> int:
         """Samples per window; window k covers samples [k * size, (k + 1) * size)."""
         return self._size
+
+    def get_state(self) -> dict[str, Any]:
+        return {"buffer": self._buffer.copy(), "start": self._start}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._buffer = np.asarray(state["buffer"], dtype=np.float64).copy()
+        self._start = int(state["start"])
 
     def feed(self, samples: npt.ArrayLike) -> list[QualityWindow]:
         """Add samples; return the windows they complete, oldest first."""
@@ -112,7 +121,7 @@ class SignalQuality:
         centred = w - w.mean()
         variance = float(np.mean(centred**2))
         kurtosis = float(np.mean(centred**4) / variance**2)
-        power = np.abs(np.fft.rfft(centred * np.hanning(w.shape[0]))) ** 2
+        power = np.abs(np.fft.rfft(centred * self._taper)) ** 2
         psqi = float(power[self._band_qrs].sum() / max(power[self._band_wide].sum(), 1e-30))
         bassqi = float(1.0 - power[self._band_low].sum() / max(power[self._band_all].sum(), 1e-30))
         noisy = kurtosis < self._min_kurtosis or psqi < self._min_psqi or bassqi < self._min_bassqi

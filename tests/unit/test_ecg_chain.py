@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from processors.ecg import EcgAnalyzer, warm_up
 from processors.evaluate import match_beats
@@ -80,3 +81,37 @@ def test_windows_wait_for_every_beat_they_hold() -> None:
 
 def test_warm_up_runs() -> None:
     warm_up()
+
+
+def test_a_restored_analyzer_continues_exactly() -> None:
+    x, _ = synthetic_ecg(250, 60, seed=26, noise=0.2)
+    x[3000:3400] = np.nan
+    x[9000:9010] += 3.0
+    whole = run(x, 250, 250)
+    # Snapshot after every chunk, continue in a fresh analyzer each time.
+    beats: list[tuple[int, str]] = []
+    labels: list[str] = []
+    snapshot = None
+    sizes = []
+    for i in range(0, x.size, 250):
+        a = EcgAnalyzer(250)
+        if snapshot is not None:
+            a.restore(snapshot)
+        u = a.feed(x[i:i + 250])
+        beats += [(b.sample, b.quality) for b in u.beats]
+        labels += [w.label for w in u.windows]
+        snapshot = a.snapshot()
+        sizes.append(len(snapshot))
+    assert (beats, labels) == whole
+    reference = EcgAnalyzer(250)
+    for i in range(0, x.size, 250):
+        final = reference.feed(x[i:i + 250]).hrv
+    assert u.hrv == final and final.nn_count > 40
+    assert max(sizes) < 64 * 1024
+
+
+def test_a_snapshot_for_another_rate_is_refused() -> None:
+    a = EcgAnalyzer(360)
+    a.feed(np.zeros(1000))
+    with pytest.raises(ValueError, match="windows"):
+        EcgAnalyzer(250).restore(a.snapshot())
