@@ -17,8 +17,19 @@ class TopicNames:
         return f"{self.prefix}.vitals"
 
     @property
+    def ecg(self) -> str:
+        """Binary ECG chunks (contracts/ecg-chunk.v1.md), keyed by pseudonymous patient id."""
+        return f"{self.prefix}.ecg"
+
+    @property
+    def fhir(self) -> str:
+        """FHIR R4 vital-signs Observations or Bundles, JSON, keyed by pseudonymous patient id."""
+        return f"{self.prefix}.fhir"
+
+    @property
     def dead_letter(self) -> str:
-        """Rejected input: original bytes, reason and source topic/partition/offset."""
+        """Rejected input: a JSON envelope (contracts/deadletter.v1.schema.json) with the
+        original bytes, reason and source topic/partition/offset."""
         return f"{self.prefix}.deadletter"
 
     @property
