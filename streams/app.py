@@ -1,36 +1,58 @@
-"""The Faust worker: vitals off Kafka, through the detector rule, into the event store.
+"""The Faust worker: device topics off Kafka, through processors/ and detectors/,
+into the event store.
 
-Nothing here runs at import time: `build_app()` makes the app, its topics, table
-and agent from explicit arguments, and `run_worker()` runs it. The agent is a thin
-pump: decode (reject to the dead-letter topic with a reason), call the pure
-`vitals_to_events`, append to the store, keep the per-patient rule state in a
-changelog-backed Faust table.
+Nothing here runs at import time: `build_app()` makes the app, its topics, tables
+and agents from explicit arguments, and `run_worker()` runs it. Each agent is a
+thin pump: decode (reject to the dead-letter topic with a reason), call a pure
+pipeline function on the patient's state, hand the events to the batching sink.
 
-Delivery is at-least-once: Faust commits a message's offset only after the agent
-has handled it, and the sink is idempotent by event id, so a crash between the
-append and the commit re-processes the message without duplicating events.
+Exactly-once effect, without Kafka transactions (the embedded broker has none):
+
+1. The pipelines are deterministic and event ids derive from the source message's
+   (topic, partition, offset, index), so processing a message twice from the same
+   state yields the same events, and the store keeps each once.
+2. Per-patient state lives in a changelog-backed Faust table (`PatientStates`).
+   A message's resulting state is written to the table only after the sink has
+   made its events durable, and the message is acknowledged right after. The
+   state records the offset of the last message applied to it.
+3. Faust flushes the producer (changelogs) before every offset commit, so after a
+   crash the recovered state is at or ahead of the committed offset. Messages the
+   state already covers are skipped; the others are processed again from exactly
+   the state that produced them the first time.
+
+On a rebalance the sink is drained first (checkpoints written, producer flushed),
+so the next owner of a partition recovers the newest state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import faust
 
 from detectors.threshold import ThresholdRule, ThresholdState
 from event_store.events import NewEvent
-from event_store.exceptions import EventStoreError, StoreUnavailable
 from event_store.postgres import PostgresRecorder
+from event_store.waveforms import WaveformStore
+from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
+from streams.ecg_codec import decode_ecg_chunk
+from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
+from streams.fhir import decode_fhir
+from streams.sink import BatchingSink, SinkItem
 from streams.topics import TopicNames
-from streams.vitals_codec import Rejected, decode_vitals
+from streams.vitals_codec import Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef, vitals_to_events
 
-__all__ = ["WorkerConfig", "build_app", "run_worker"]
+__all__ = ["WorkerConfig", "build_app", "run_worker", "PatientStates"]
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +69,59 @@ class WorkerConfig:
     the topics from the start with fresh table state."""
     partitions: int = 4
     replication_factor: int = 1
+    store: str = "memory://"
+    """Faust table store; ``rocksdb://`` keeps tables on local disk in production."""
+
+
+class PatientStates(Generic[S]):
+    """Working state per key, checkpointed to a Faust table after durability.
+
+    ``get`` returns the working copy (newest, possibly not yet checkpointed) or, on
+    first use after a start or rebalance, the table's checkpoint. ``checkpoint``
+    writes a state to the table's store and changelog for the source partition."""
+
+    def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S]) -> None:
+        self._table = table
+        self._encode = encode
+        self._decode = decode
+        self._working: dict[str, tuple[int, S]] = {}  # key -> (source partition, state)
+
+    def get(self, key: str) -> S | None:
+        hit = self._working.get(key)
+        if hit is not None:
+            return hit[1]
+        stored = self._table.data.get(key.encode())
+        return None if stored is None else self._decode(stored)
+
+    def update(self, key: str, partition: int, state: S) -> None:
+        self._working[key] = (partition, state)
+
+    def checkpoint(self, key: str, partition: int, data: bytes) -> None:
+        self._table.data[key.encode()] = data
+        self._table.send_changelog(partition, key.encode(), data)
+
+    def encode(self, state: S) -> bytes:
+        return self._encode(state)
+
+    def forget(self, partitions: set[int]) -> None:
+        """Drop working copies of partitions this worker no longer owns."""
+        self._working = {k: v for k, v in self._working.items() if v[0] not in partitions}
+
+
+@dataclass(slots=True)
+class _VitalsState:
+    offset: int = -1
+    last_ts_ms: int = -1
+    alarm: ThresholdState = ThresholdState()
+
+    def encode(self) -> bytes:
+        return json.dumps({"offset": self.offset, "last_ts_ms": self.last_ts_ms,
+                           "active_alert_id": self.alarm.active_alert_id}).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> _VitalsState:
+        d = json.loads(data)
+        return cls(d["offset"], d["last_ts_ms"], ThresholdState(d["active_alert_id"]))
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
@@ -58,7 +133,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     app = faust.App(
         cfg.app_id or cfg.topics.app_id,
         broker=[f"kafka://{b}" for b in cfg.brokers],
-        store="memory://",
+        store=cfg.store,
         web_enabled=False,
         topic_partitions=cfg.partitions,
         topic_replication_factor=cfg.replication_factor,
@@ -66,63 +141,163 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
+        producer_max_request_size=1_048_576,
+        consumer_max_fetch_size=4_194_304,
         **extra,
     )
-    vitals_topic = app.topic(cfg.topics.vitals, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw", partitions=cfg.partitions)
-    dead_letters = app.topic(cfg.topics.dead_letter, key_type=bytes, value_type=bytes,
-                             key_serializer="raw", value_serializer="raw", partitions=1)
-    alarm_state = app.Table("hr-alarm-state", default=dict, partitions=cfg.partitions)
-    rule = ThresholdRule("hr_high", "Heart rate", "bpm", limit=cfg.hr_high_limit, hysteresis=5.0)
+    names = cfg.topics
 
-    async def dead_letter(event: Any, source: SourceRef, reason: str, detail: str) -> None:
-        log.warning("dead-lettered %s/%s/%s: %s (%s)", source.topic, source.partition, source.offset, reason, detail)
-        await dead_letters.send(key=event.key, value=event.value or b"", headers=[
-            ("reason", reason.encode()), ("detail", detail.encode()),
-            ("source", f"{source.topic}/{source.partition}/{source.offset}".encode()),
-        ])
+    def raw_topic(name: str, partitions: int) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=partitions)
+
+    vitals_topic = raw_topic(names.vitals, cfg.partitions)
+    fhir_topic = raw_topic(names.fhir, cfg.partitions)
+    ecg_topic = raw_topic(names.ecg, cfg.partitions)
+    dead_letters = raw_topic(names.dead_letter, 1)
+
+    def table(name: str) -> Any:
+        t = app.Table(name, key_type=bytes, value_type=bytes, partitions=cfg.partitions)
+        # Keys and snapshots are bytes already; set before the changelog topic exists.
+        t.key_serializer = t.value_serializer = "raw"  # type: ignore[attr-defined]
+        return t
+
+    vitals_states: PatientStates[_VitalsState] = PatientStates(
+        table("vitals-state"), _VitalsState.encode, _VitalsState.decode)
+    ecg_states: PatientStates[EcgPatient] = PatientStates(table("ecg-state"), EcgPatient.snapshot, EcgPatient.restore)
+    rule = ThresholdRule("hr_high", "Heart rate", "bpm", limit=cfg.hr_high_limit, hysteresis=5.0)
+    counters: Counter[str] = Counter()
+    sink: dict[str, BatchingSink] = {}
+
+    sink_lock = asyncio.Lock()
+
+    async def the_sink() -> BatchingSink:
+        async with sink_lock:  # the first agent to need it opens it
+            if "main" not in sink:
+                recorder = await PostgresRecorder.connect(cfg.database_url)
+                waveforms = await WaveformStore.connect(cfg.database_url)
+                sink["main"] = BatchingSink(recorder, waveforms)
+                sink["main"].start()
+        return sink["main"]
+
+    async def on_revoked(_: Any, revoked: set[Any], **__: Any) -> None:
+        if "main" in sink:
+            await sink["main"].drain()
+            await app.producer.flush()
+        gone = {tp.partition for tp in revoked}
+        vitals_states.forget(gone)
+        ecg_states.forget(gone)
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's Signal typing is narrower
+
+    async def dead_letter(stream: Any, event: Any, reason: str, detail: str) -> None:
+        msg = event.message
+        counters[reason] += 1
+        source = DeadLetterSource(msg.topic, msg.partition, msg.offset,
+                                  None if msg.timestamp is None else round(msg.timestamp * 1000), msg.key)
+        log.warning("dead-lettered %s/%s/%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, detail[:200])
+        await dead_letters.send(key=msg.key, value=encode_dead_letter(reason, detail, source, msg.value,
+                                                                      worker=app.conf.id),
+                                headers=dead_letter_headers(reason, detail, source))
+        await stream.ack(event)
+
+    def after_durable(stream: Any, event: Any, states: PatientStates[Any], key: str, data: bytes
+                      ) -> Callable[[], Awaitable[None]]:
+        partition = event.message.partition
+
+        async def done() -> None:
+            states.checkpoint(key, partition, data)
+            await stream.ack(event)
+
+        return done
+
+    def rejected_by_store(stream: Any, event: Any) -> Callable[[str], Awaitable[None]]:
+        async def rejected(reason: str) -> None:
+            await dead_letter(stream, event, "store_rejected", reason)
+
+        return rejected
+
+    async def handle_vitals(stream: Any, event: Any, readings: list[Vitals], kind: str) -> None:
+        """``readings`` are one patient's (a device message, or a FHIR Bundle)."""
+        msg = event.message
+        source = SourceRef(msg.topic, msg.partition, msg.offset)
+        key = f"{kind}/{readings[0].patient_id}"
+        state = vitals_states.get(key) or _VitalsState()
+        if msg.offset <= state.offset:
+            await stream.ack(event)  # already applied before a restart
+            return
+        new_events: list[NewEvent] = []
+        for vitals in readings:
+            ts_ms = round(vitals.occurred_at.timestamp() * 1000)
+            if ts_ms <= state.last_ts_ms:
+                await dead_letter(stream, event, "stale_timestamp", f"{vitals.patient_id}: device time {ts_ms} ms "
+                                                                    f"is not after {state.last_ts_ms} ms")
+                return
+            alarm, produced = vitals_to_events(vitals, source, state.alarm, rule, first_index=len(new_events))
+            state = _VitalsState(msg.offset, ts_ms, alarm)
+            new_events += produced
+        vitals_states.update(key, msg.partition, state)
+        await (await the_sink()).put(SinkItem(
+            new_events, on_durable=after_durable(stream, event, vitals_states, key, state.encode()),
+            on_rejected=rejected_by_store(stream, event)))
 
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
-        store = await PostgresRecorder.connect(cfg.database_url)
-        try:
-            async for event in stream.events():
-                msg = event.message
-                source = SourceRef(msg.topic, msg.partition, msg.offset)
-                try:
-                    vitals = decode_vitals(event.value)
-                except Rejected as r:
-                    await dead_letter(event, source, r.reason, r.detail)
-                    continue
-                state = ThresholdState(alarm_state[vitals.patient_id].get("active_alert_id"))
-                new_state, new_events = vitals_to_events(vitals, source, state, rule)
-                try:
-                    await _append_with_retry(store, new_events)
-                except EventStoreError as e:
-                    # Not transient (those are retried inside): Faust would restart the
-                    # actor onto the same message forever, so park it with its reason.
-                    await dead_letter(event, source, "store_rejected", str(e)[:500])
-                    continue
-                if new_state != state:
-                    alarm_state[vitals.patient_id] = {"active_alert_id": new_state.active_alert_id}
-        finally:
-            await store.close()
+        async for event in stream.noack().events():
+            try:
+                readings = [decode_vitals(event.value)]
+            except Rejected as r:
+                await dead_letter(stream, event, r.reason, r.detail)
+                continue
+            await handle_vitals(stream, event, readings, "device")
+
+    @app.agent(fhir_topic)
+    async def fhir_agent(stream: Any) -> None:
+        async for event in stream.noack().events():
+            try:
+                readings = decode_fhir(event.value)
+            except Rejected as r:
+                await dead_letter(stream, event, r.reason, r.detail)
+                continue
+            if len({v.patient_id for v in readings}) > 1:
+                await dead_letter(stream, event, "fhir_mixed_patients", "a Bundle must hold one patient's readings")
+                continue
+            await handle_vitals(stream, event, readings, "fhir")
+
+    @app.agent(ecg_topic)
+    async def ecg_agent(stream: Any) -> None:
+        async for event in stream.noack().events():
+            msg = event.message
+            try:
+                chunk = decode_ecg_chunk(event.value)
+            except Rejected as r:
+                await dead_letter(stream, event, r.reason, r.detail)
+                continue
+            key = f"{chunk.patient_id}/{chunk.lead.name}"
+            state = ecg_states.get(key)
+            if state is not None and msg.offset <= state.offset:
+                await stream.ack(event)  # already applied before a restart
+                continue
+            source = SourceRef(msg.topic, msg.partition, msg.offset)
+            try:
+                state, new_events = process_chunk(state, chunk, source)
+            except Rejected as r:
+                await dead_letter(stream, event, r.reason, r.detail)
+                continue
+            ecg_states.update(key, msg.partition, state)
+            await (await the_sink()).put(SinkItem(
+                new_events, [waveform_of(chunk, source)],
+                on_durable=after_durable(stream, event, ecg_states, key, state.snapshot()),
+                on_rejected=rejected_by_store(stream, event)))
+
+    @app.timer(30.0)  # type: ignore[untyped-decorator]
+    async def report() -> None:
+        if "main" in sink:
+            st = sink["main"].stats
+            log.info("sink: %d batches, %d events, %d waveforms, %d retries; dead letters %s",
+                     st.batches, st.events, st.waveforms, st.retries, dict(counters))
 
     return app
-
-
-async def _append_with_retry(store: PostgresRecorder, events: list[NewEvent]) -> None:
-    """Back-pressure: while the database is down, hold this partition's stream
-    (nothing is acknowledged, so nothing is lost) and retry with back-off."""
-    delay = 0.2
-    while True:
-        try:
-            await store.append(events[0].stream_id, events)
-            return
-        except StoreUnavailable as e:
-            log.warning("event store unavailable, retrying in %.1f s: %s", delay, e)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
 
 def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:

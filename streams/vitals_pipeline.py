@@ -37,15 +37,16 @@ def event_id_for(source: SourceRef, index: int) -> uuid.UUID:
 
 
 def vitals_to_events(
-    vitals: Vitals, source: SourceRef, state: ThresholdState, rule: ThresholdRule
+    vitals: Vitals, source: SourceRef, state: ThresholdState, rule: ThresholdRule, *, first_index: int = 0
 ) -> tuple[ThresholdState, list[NewEvent]]:
     """VitalsObserved for every message, plus AlertRaised / AlertResolved when the
-    heart-rate rule changes state."""
+    heart-rate rule changes state. Event ids use indices from ``first_index`` on (a
+    FHIR Bundle yields several readings from one message)."""
     stream_id = f"patient-{vitals.patient_id}"
     metadata = source.as_metadata() | {"device_id": vitals.device_id}
     events = [
         NewEvent(
-            event_id=event_id_for(source, 0),
+            event_id=event_id_for(source, first_index),
             stream_id=stream_id,
             event_type="VitalsObserved",
             occurred_at=vitals.occurred_at,
@@ -53,10 +54,10 @@ def vitals_to_events(
             metadata=metadata,
         )
     ]
-    alert_id = str(event_id_for(source, 1))
+    alert_id = str(event_id_for(source, first_index + 1))
     new_state, decisions = rule.evaluate(state, vitals.get("hr"), alert_id)
     for decision in decisions:
-        index = len(events)
+        index = first_index + len(events)
         if isinstance(decision, AlarmRaised):
             event_type = "AlertRaised"
             payload: dict[str, object] = {

@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 
 from dashboards.gateway import Gateway
 from event_store.postgres import PostgresRecorder
+from streams.dead_letter import decode_dead_letter
 from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 from vigil.services.process import ManagedProcess
@@ -121,7 +122,10 @@ async def test_hr_alarm_reaches_websocket_client_exactly_once(
             headers = {k: v.decode() for k, v in record.headers}
             assert headers["reason"] == "malformed_json"
             assert headers["source"].startswith(f"{topics.vitals}/")
-            assert record.value == BROKEN
+            letter = decode_dead_letter(record.value)
+            assert (letter.reason, letter.payload) == ("malformed_json", BROKEN)
+            assert (letter.source.topic, letter.source.key) == (topics.vitals, record.key)
+            assert f"{letter.source.topic}/{letter.source.partition}/{letter.source.offset}" == headers["source"]
         assert sorted(r.key for r in dead) == [b"pA", b"pA", b"pB", b"pB"]
     finally:
         worker.stop()

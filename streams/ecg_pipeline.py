@@ -1,0 +1,153 @@
+"""From one accepted ECG chunk to the events it produces. Pure, so it is tested
+without a broker; the Faust agent in `streams.app` is a thin pump around it.
+
+Per patient and lead, `EcgPatient` carries the streaming chain (`processors.ecg`)
+and the bookkeeping that makes the stream trustworthy:
+
+- sequence numbers: a chunk older than the next expected one (a duplicate or a late
+  arrival) is rejected with ``stale_sequence`` and dead-lettered, never merged into
+  the signal; a jump forward is a gap: an ``EcgSignalGap`` event says how many
+  chunks are missing, and the chain restarts on the new chunk (a fresh learning
+  period) rather than splicing signal across the hole;
+- a summary every `SUMMARY_S` seconds of signal (``EcgAnalyzed``: beats, usable beats,
+  heart rate and HRV, quality windows by label), instead of an event per beat;
+- the source offset of the last chunk applied, so that a worker that restarts from
+  a checkpoint and sees a chunk again skips it.
+
+Event ids derive from the chunk's (topic, partition, offset) and the event's index,
+so re-processing after a crash stores each event once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from event_store.events import NewEvent
+from event_store.waveforms import WaveformChunk
+from processors.ecg import EcgAnalyzer
+from processors.state import pack, unpack
+from streams.ecg_codec import EcgChunk
+from streams.vitals_codec import Rejected
+from streams.vitals_pipeline import SourceRef, event_id_for
+
+__all__ = ["EcgPatient", "process_chunk", "waveform_of", "SUMMARY_S"]
+
+SUMMARY_S = 10
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _at(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass
+class EcgPatient:
+    """Working state for one patient's lead."""
+
+    patient_id: str
+    lead: str
+    fs: int
+    base_us: int
+    """Device time of the chain's sample 0."""
+    next_sequence: int
+    analyzer: EcgAnalyzer
+    fed: int = 0
+    offset: int = -1
+    summary_start: int = 0
+    beats: int = 0
+    usable: int = 0
+    windows: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def start(cls, chunk: EcgChunk) -> EcgPatient:
+        return cls(chunk.patient_id, chunk.lead.name, chunk.sampling_rate_hz, chunk.first_sample_us, chunk.sequence,
+                   EcgAnalyzer(chunk.sampling_rate_hz))
+
+    def sample_time(self, sample: int) -> datetime:
+        return _at(self.base_us + round(sample * 1_000_000 / self.fs))
+
+    def snapshot(self) -> bytes:
+        return pack({
+            "patient_id": self.patient_id, "lead": self.lead, "fs": self.fs, "base_us": self.base_us,
+            "next_sequence": self.next_sequence, "fed": self.fed, "offset": self.offset,
+            "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
+            "windows": dict(self.windows), "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
+        })
+
+    @classmethod
+    def restore(cls, data: bytes) -> EcgPatient:
+        v = unpack(data)
+        analyzer = EcgAnalyzer(v["fs"])
+        analyzer.restore(v["analyzer"].tobytes())
+        return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer, v["fed"],
+                   v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]))
+
+
+def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) -> tuple[EcgPatient, list[NewEvent]]:
+    """Apply one chunk; return the patient's new state and the events to append.
+    Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``) for a chunk that
+    must be dead-lettered; ``state`` is then unchanged."""
+    events: list[NewEvent] = []
+    stream_id = f"patient-{chunk.patient_id}"
+    metadata = source.as_metadata() | {"device_id": chunk.device_id, "lead": chunk.lead.name}
+
+    def emit(event_type: str, occurred_at: datetime, payload: dict[str, object]) -> None:
+        events.append(NewEvent(event_id_for(source, len(events)), stream_id, event_type, occurred_at,
+                               {"patient_id": chunk.patient_id, "lead": chunk.lead.name, **payload}, metadata=metadata))
+
+    if state is None:
+        state = EcgPatient.start(chunk)
+    elif chunk.sequence < state.next_sequence:
+        raise Rejected("stale_sequence", f"chunk {chunk.sequence} is older than the next expected "
+                                         f"({state.next_sequence}): a duplicate or a late arrival")
+    elif chunk.sampling_rate_hz != state.fs:
+        raise Rejected("sampling_rate_changed", f"{chunk.sampling_rate_hz} Hz after {state.fs} Hz without a gap")
+    elif chunk.sequence > state.next_sequence:
+        emit("EcgSignalGap", chunk.first_sample_at, {
+            "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
+            "received_sequence": chunk.sequence, "last_sample_at": state.sample_time(state.fed).isoformat(),
+        })
+        state = EcgPatient.start(chunk)
+
+    x = chunk.samples_mv()
+    update = state.analyzer.feed(x)
+    state.fed += x.shape[0]
+    state.next_sequence = chunk.sequence + 1
+    state.offset = source.offset
+    state.beats += len(update.beats)
+    state.usable += sum(b.usable for b in update.beats)
+    state.windows.update(w.label for w in update.windows)
+    period = SUMMARY_S * state.fs
+    if state.fed - state.summary_start >= period:
+        hrv = update.hrv
+        emit("EcgAnalyzed", state.sample_time(state.fed), {
+            "from": state.sample_time(state.summary_start).isoformat(),
+            "to": state.sample_time(state.fed).isoformat(),
+            "beats": state.beats, "usable_beats": state.usable,
+            "heart_rate": None if hrv.heart_rate is None else round(hrv.heart_rate, 1),
+            "sdnn_ms": None if hrv.sdnn_ms is None else round(hrv.sdnn_ms, 1),
+            "rmssd_ms": None if hrv.rmssd_ms is None else round(hrv.rmssd_ms, 1),
+            "pnn50": None if hrv.pnn50 is None else round(hrv.pnn50, 1),
+            "windows": dict(sorted(state.windows.items())),
+        })
+        state.summary_start = state.fed
+        state.beats = state.usable = 0
+        state.windows = Counter()
+    return state, events
+
+
+def waveform_of(chunk: EcgChunk, source: SourceRef) -> WaveformChunk:
+    """The chunk as a full-disclosure row: int16 counts with their scale (float32
+    chunks are stored at 1 µV per count, ±32 mV, far beyond any ECG)."""
+    if chunk.samples.dtype == np.int16:
+        samples, scale = chunk.samples.astype("<i2").tobytes(), float(chunk.scale_mv)
+    else:
+        mv = chunk.samples_mv()
+        samples, scale = np.clip(np.round(mv * 1000.0), -32768, 32767).astype("<i2").tobytes(), 0.001
+    return WaveformChunk(chunk.patient_id, chunk.lead.name, chunk.first_sample_at, float(chunk.sampling_rate_hz),
+                         samples, scale, {"topic": source.topic, "partition": source.partition,
+                                          "offset": source.offset, "sequence": chunk.sequence})
