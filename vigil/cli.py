@@ -9,6 +9,7 @@
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
     vigil rpeaks RECORD [--channel 0] [--chunk-seconds 1] [--json]
+    vigil triage RECORD [--json]                 confirm or reject a monitor's VT alarm (2015 challenge record)
     vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
 Configuration comes from environment variables (`vigil.config`); a bad value is
@@ -56,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     rpeaks.add_argument("--channel", type=int, default=0)
     rpeaks.add_argument("--chunk-seconds", type=float, default=1.0)
     rpeaks.add_argument("--json", action="store_true", help='print {"fs": Hz, "peaks": [...]}')
+    triage = sub.add_parser("triage", help="confirm or reject a bedside monitor's alarm from its record")
+    triage.add_argument("record", help="WFDB record path without extension, e.g. ../shared/data/challenge2015/v100s")
+    triage.add_argument("--json", action="store_true", help='print {"alarm": type, "true_alarm": bool}')
     news2 = sub.add_parser("news2", help="score NEWS2 for one JSON observation per line")
     news2.add_argument("--input", required=True, help="JSON Lines file, or - for standard input")
     audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
@@ -122,6 +126,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.chunk_seconds <= 0:
             raise ConfigError("--chunk-seconds must be > 0")
         return rpeaks_run(args.record, args.channel, args.chunk_seconds, args.json)
+    if args.command == "triage":
+        from vigil.triage_cli import run as triage_run
+
+        return triage_run(args.record, args.json)
     if args.command == "news2":
         from vigil.news2_batch import run
 
