@@ -1,0 +1,308 @@
+"""Lethal-arrhythmia and ECG technical conditions, from the streaming ECG chain.
+
+Definitions of the PhysioNet/CinC Challenge 2015 (Clifford GD et al., Reducing false
+arrhythmia alarms in the ICU, Computing in Cardiology 42:273-276, 2015):
+
+- asystole: no QRS for at least 4 s;
+- extreme bradycardia: heart rate below 40 bpm for 5 consecutive beats;
+- extreme tachycardia: heart rate above 140 bpm for 17 consecutive beats;
+- ventricular tachycardia: 5 or more consecutive ventricular beats with heart rate above 100 bpm;
+- ventricular flutter/fibrillation: fibrillatory, flutter or oscillatory waveform for at least 4 s.
+
+"Heart rate over N consecutive beats" is read as the mean rate of the run,
+``60 * (N - 1) / (t_N - t_1)`` (N beats span N - 1 intervals), compared strictly
+with the bound. Beats are consecutive when they are usable (in an ``ok`` quality
+window), follow each other with no unusable beat between, no untrusted window
+(noise, saturated, leads off) lies between them, and they are less than the
+asystole time apart (a pause that long is an asystole, not part of a slow run). VT needs a class label per beat
+from a separate classifier (``labels``, keyed by beat sample: "N", "S", "V", "F",
+"Q"); only "V" counts, and without labels VT is reported as not evaluated. VF
+comes from the waveform (`detectors.vf`).
+
+Asystole is measured over *observed* signal only: the gap since the last QRS, or
+since the last untrusted window, whichever is later. ``ok`` and ``flat`` windows are
+observed; so is a ``noise`` window with no QRS-like activity in it
+(`detectors.ecg_activity`), because the quiet baseline of a real asystole is what
+the quality index calls noise. The end of the observed signal is taken
+``beat_latency_s`` before the end of the last quality window, because the QRS
+detector confirms a beat up to a few hundred ms after it happened.
+
+Technical conditions come from the quality windows: ``ecg_leads_off``
+(``leads_off``), ``ecg_flat_line`` (``flat``) and ``ecg_noise`` (``noise`` that is not
+quiet, and ``saturated``). A noise window covered by a fibrillatory VF window is VF,
+not noise, and raises no noise alarm. A ``suspect`` window (processors/ecg.py: clean
+signal holding an implausibly short RR) is observed signal whose beats do not count;
+a label this module does not know is treated as untrusted, without a technical
+alarm.
+
+Usage, per patient and lead, for every chunk::
+
+    update = analyzer.feed(chunk)                      # processors.ecg.EcgAnalyzer
+    state, report = detector.feed(state, chunk, update.beats, update.windows, labels)
+    engine.step(alarm_state, AlarmInputs(observations=report.observations), now)
+
+The same chunk must go to both. Each observation says whether its condition held
+at any time in the chunk's analysis (see `detectors.alarm_conditions.Observation`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.alarm_conditions import Observation
+from detectors.ecg_activity import ActivityMeter, ActivityState
+from detectors.vf import VfDetector, VfSettings, VfState, VfWindow
+
+__all__ = ["BeatLike", "WindowLike", "ArrhythmiaSettings", "ArrhythmiaState", "ArrhythmiaReport",
+           "ArrhythmiaDetector"]
+
+
+class BeatLike(Protocol):
+    """A detected R peak (`processors.ecg.Beat` is one)."""
+
+    @property
+    def sample(self) -> int: ...
+
+    @property
+    def usable(self) -> bool: ...
+
+
+class WindowLike(Protocol):
+    """A labelled quality window (`processors.sqi.QualityWindow` is one)."""
+
+    @property
+    def start(self) -> int: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ArrhythmiaSettings:
+    asystole_s: float = 4.0
+    brady_bpm: float = 40.0
+    brady_beats: int = 5
+    tachy_bpm: float = 140.0
+    tachy_beats: int = 17
+    vt_bpm: float = 100.0
+    vt_beats: int = 5
+    quality_window_s: float = 2.0
+    """Must equal the ECG chain's quality window (processors.ecg.EcgAnalyzer ``window_s``)."""
+    beat_latency_s: float = 0.0
+    """How long after a quality window's end its last beat may still be reported. 0 for
+    processors.ecg, which releases a window only once every beat in it is found."""
+    quiet_mv: float = 0.15
+    vf: VfSettings = field(default_factory=VfSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrhythmiaState:
+    vf: VfState = field(default_factory=VfState)
+    activity: ActivityState = field(default_factory=ActivityState)
+    vf_recent: tuple[tuple[int, bool], ...] = ()
+    """(end, fibrillatory) of the latest assessed VF windows: quality windows arrive later than their samples."""
+    activity_recent: tuple[tuple[int, float], ...] = ()
+    """(start, largest 50-ms change) of the latest activity windows, for the same reason."""
+    run: tuple[tuple[int, str], ...] = ()
+    """The latest consecutive usable beats (sample, class label or ""), at most as many as the longest rule needs."""
+    last_qrs: int | None = None
+    last_break: int | None = None
+    """End of the latest untrusted window; the start of the first window until one is seen; None before any."""
+    analysed_end: int | None = None
+    """End of the latest quality window."""
+    since: tuple[tuple[str, int], ...] = ()
+    """Technical condition -> start of its current run of windows."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"vf": self.vf.to_dict(), "activity": self.activity.to_dict(),
+                "vf_recent": [[e, f] for e, f in self.vf_recent],
+                "activity_recent": [[s, v] for s, v in self.activity_recent], "run": [list(b) for b in self.run], "last_qrs": self.last_qrs, "last_break": self.last_break,
+                "analysed_end": self.analysed_end, "since": dict(self.since)}
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> ArrhythmiaState:
+        try:
+            return cls(VfState.from_dict(doc["vf"]), ActivityState.from_dict(doc["activity"]),
+                       tuple((int(e), bool(f)) for e, f in doc["vf_recent"]),
+                       tuple((int(s), float(v)) for s, v in doc["activity_recent"]),
+                       tuple((int(s), str(label)) for s, label in doc["run"]), _opt_int(doc["last_qrs"]),
+                       _opt_int(doc["last_break"]), _opt_int(doc["analysed_end"]),
+                       tuple((str(k), int(v)) for k, v in doc["since"].items()))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"arrhythmia state is malformed: {e!r}") from None
+
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrhythmiaReport:
+    observations: tuple[Observation, ...]
+    vf_windows: tuple[VfWindow, ...]
+    """The VF windows assessed in this chunk, for display and benchmarks."""
+
+
+_TECH = {"leads_off": "ecg_leads_off", "flat": "ecg_flat_line", "noise": "ecg_noise"}
+# Observed signal: asystole is measured over it. ``suspect`` (processors/ecg.py) is clean
+# signal holding an implausibly short RR: its beats are unusable but it shows no pause.
+_TRUSTED = {"ok", "suspect", "flat", "quiet"}
+_HISTORY = 32  # windows of VF and activity results kept: quality windows arrive about one RR late
+
+
+class _Rule:
+    """Per-chunk summary of one beat rule: seen at any beat, evaluated at any beat, the value to report."""
+
+    def __init__(self) -> None:
+        self.seen = False
+        self.evaluated = False
+        self.value: float | None = None
+
+    def note(self, present: bool, value: float) -> None:
+        if present or not self.seen:
+            self.value = value
+        self.seen |= present
+        self.evaluated = True
+
+    def present(self) -> bool | None:
+        return True if self.seen else (False if self.evaluated else None)
+
+
+class ArrhythmiaDetector:
+    """``feed(state, samples, beats, windows, labels=None) -> (state, report)``; pure."""
+
+    def __init__(self, sampling_rate: float, settings: ArrhythmiaSettings | None = None) -> None:
+        self.settings = s = settings or ArrhythmiaSettings()
+        if min(s.brady_beats, s.tachy_beats, s.vt_beats) < 2:
+            raise ValueError("a beat rule needs at least 2 beats")
+        self.fs = float(sampling_rate)
+        self._vf = VfDetector(sampling_rate, s.vf)
+        self.window_size = round(s.quality_window_s * sampling_rate)
+        self._activity = ActivityMeter(sampling_rate, self.window_size)
+        self._keep = max(s.brady_beats, s.tachy_beats, s.vt_beats)
+
+    def feed(self, state: ArrhythmiaState, samples: npt.ArrayLike, beats: Sequence[BeatLike],
+             windows: Sequence[WindowLike], labels: Mapping[int, str] | None = None
+             ) -> tuple[ArrhythmiaState, ArrhythmiaReport]:
+        """``samples``: the chunk (mV); ``beats`` and ``windows``: what the ECG chain
+        released for that same chunk; ``labels``: beat classes by sample, if a
+        classifier ran (None: it did not, and VT is not evaluated)."""
+        s = self.settings
+        x = np.asarray(samples, dtype=np.float64).ravel()
+        vf_state, vf_windows = self._vf.feed(state.vf, x)
+        activity_state, activity = self._activity.feed(state.activity, x)
+        vf_recent = (state.vf_recent + tuple((w.end, w.fibrillatory) for w in vf_windows if w.assessed))[-_HISTORY:]
+        activity_recent = (state.activity_recent + tuple(sorted(activity.items())))[-_HISTORY:]
+        st = replace(state, vf=vf_state, activity=activity_state, vf_recent=vf_recent,
+                     activity_recent=activity_recent)
+        rules = {name: _Rule() for name in ("extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia")}
+        asystole = _Rule()
+        tech = {name: _Rule() for name in _TECH.values()}
+        held = dict.fromkeys(_TECH.values(), 0.0)
+        since = dict(state.since)
+
+        # Windows and beats in time order; a window goes before the beats inside it.
+        events: list[tuple[int, int, Any]] = [(w.start, 0, w) for w in windows] + [(b.sample, 1, b) for b in beats]
+        events.sort(key=lambda e: (e[0], e[1]))
+        for _, kind, item in events:
+            if kind == 0:
+                st = self._window(st, item, tech, held, since)
+            else:
+                st = self._beat(st, item, labels, rules, asystole)
+        st = replace(st, since=tuple(sorted(since.items())))
+
+        # Asystole still going on at the end of what has been analysed.
+        if st.analysed_end is not None and st.last_break is not None:
+            start = max(st.last_break, st.last_qrs if st.last_qrs is not None else st.last_break)
+            gap = (st.analysed_end - round(s.beat_latency_s * self.fs) - start) / self.fs
+            if st.last_break < st.analysed_end or asystole.evaluated:
+                asystole.note(gap >= s.asystole_s, round(max(gap, 0.0), 2))
+
+        obs = [Observation("asystole", asystole.present(), asystole.value, s.asystole_s, "s", "without QRS",
+                           max((asystole.value or 0.0) - s.asystole_s, 0.0) if asystole.seen else 0.0)]
+        limits = {"extreme_bradycardia": (s.brady_bpm, s.brady_beats), "extreme_tachycardia": (s.tachy_bpm, s.tachy_beats),
+                  "ventricular_tachycardia": (s.vt_bpm, s.vt_beats)}
+        for name, rule in rules.items():
+            bpm, n = limits[name]
+            present = None if name == "ventricular_tachycardia" and labels is None else rule.present()
+            detail = f"over {n} {'ventricular ' if name == 'ventricular_tachycardia' else ''}beats"
+            obs.append(Observation(name, present, rule.value, bpm, "bpm", detail))
+        obs.append(self._vf_observation(vf_windows))
+        for name, rule in tech.items():
+            obs.append(Observation(name, rule.present(), held_s=held[name]))
+        return st, ArrhythmiaReport(tuple(obs), tuple(vf_windows))
+
+    def _window(self, st: ArrhythmiaState, w: WindowLike, tech: dict[str, _Rule], held: dict[str, float],
+                since: dict[str, int]) -> ArrhythmiaState:
+        end = w.start + self.window_size
+        cls = w.label
+        if cls == "noise" and dict(st.activity_recent).get(w.start, np.inf) < self.settings.quiet_mv:
+            cls = "quiet"
+        if cls in ("noise", "saturated"):
+            # The latest VF window ending by this window's end covers it: VF, not noise.
+            latest = [fib for e, fib in st.vf_recent if e <= end]
+            cls = "vf" if latest and latest[-1] else "noise"
+        for label, name in _TECH.items():
+            if cls == label:
+                since.setdefault(name, w.start)
+                held[name] = max(held[name], (end - since[name]) / self.fs)
+            else:
+                since.pop(name, None)
+            tech[name].note(cls == label, 0.0)
+        last_break = st.last_break if st.last_break is not None else w.start
+        if cls not in _TRUSTED:
+            return replace(st, last_break=end, analysed_end=end, run=())
+        return replace(st, last_break=last_break, analysed_end=end)
+
+    def _beat(self, st: ArrhythmiaState, b: BeatLike, labels: Mapping[int, str] | None,
+              rules: dict[str, _Rule], asystole: _Rule) -> ArrhythmiaState:
+        s, sample = self.settings, int(b.sample)
+        if st.last_break is not None and sample >= st.last_break:
+            start = max(st.last_break, st.last_qrs if st.last_qrs is not None else st.last_break)
+            gap = (sample - start) / self.fs
+            if gap >= s.asystole_s:
+                asystole.note(True, round(gap, 2))
+        last_qrs = sample if st.last_qrs is None else max(st.last_qrs, sample)
+        if not b.usable or (st.last_break is not None and sample < st.last_break):
+            # An unusable beat breaks the run; so does one from before an untrusted window (a late search-back).
+            return replace(st, last_qrs=last_qrs, run=() if not b.usable else st.run)
+        run = st.run
+        if run and (st.last_break is not None and run[-1][0] < st.last_break
+                    or sample - run[-1][0] >= s.asystole_s * self.fs):
+            # Broken by an untrusted window, or by a pause that is an asystole in its own right
+            # (counting it into a bradycardic run as well would alarm twice for one event).
+            run = ()
+        label = labels.get(sample, "") if labels is not None else ""
+        run = (run + ((sample, label),))[-self._keep:]
+        for name, bpm, n in (("extreme_bradycardia", s.brady_bpm, s.brady_beats),
+                             ("extreme_tachycardia", s.tachy_bpm, s.tachy_beats),
+                             ("ventricular_tachycardia", s.vt_bpm, s.vt_beats)):
+            if len(run) < n:
+                continue
+            tail = run[-n:]
+            if name == "ventricular_tachycardia" and labels is None:
+                continue
+            rate = 60.0 * (n - 1) * self.fs / max(tail[-1][0] - tail[0][0], 1)
+            if name == "extreme_bradycardia":
+                present = rate < bpm
+            elif name == "extreme_tachycardia":
+                present = rate > bpm
+            else:
+                present = rate > bpm and all(label == "V" for _, label in tail)
+            rules[name].note(present, round(rate, 1))
+        return replace(st, last_qrs=last_qrs, run=run)
+
+    def _vf_observation(self, windows: list[VfWindow]) -> Observation:
+        s = self.settings.vf
+        assessed = [w for w in windows if w.assessed]
+        if not assessed:
+            return Observation("ventricular_fibrillation", None)
+        hits = [w for w in assessed if w.fibrillatory]
+        w = hits[-1] if hits else assessed[-1]
+        return Observation("ventricular_fibrillation", bool(hits), round(w.concentration, 2), s.min_concentration,
+                           "", f"of ECG power at {w.dominant_hz:g} Hz")
