@@ -27,7 +27,6 @@ so the next owner of a partition recovers the newest state.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -36,7 +35,8 @@ from typing import Any, Generic, TypeVar
 
 import faust
 
-from detectors.threshold import ThresholdRule, ThresholdState
+from detectors.alarm_limits import default_limits
+from detectors.alarms import AlarmEngine
 from event_store.events import NewEvent
 from event_store.postgres import PostgresRecorder
 from event_store.waveforms import WaveformStore
@@ -47,7 +47,7 @@ from streams.fhir import decode_fhir
 from streams.sink import BatchingSink, SinkItem
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, Vitals, decode_vitals
-from streams.vitals_pipeline import SourceRef, vitals_to_events
+from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events
 
 __all__ = ["WorkerConfig", "build_app", "run_worker", "PatientStates"]
 
@@ -61,7 +61,10 @@ class WorkerConfig:
     """``host:port`` of each bootstrap broker."""
     database_url: str
     topics: TopicNames
-    hr_high_limit: float
+    hr_high_limit: float | None = None
+    """Overrides the care area's default high heart-rate limit (the demo uses 130 bpm)."""
+    care_area: str = "ward"
+    """Default alarm limits for patients seen for the first time (`detectors.alarm_limits`)."""
     embedded_broker: bool = False
     """True on the demo's Tansu broker, which needs gentler client settings."""
     app_id: str | None = None
@@ -108,22 +111,6 @@ class PatientStates(Generic[S]):
         self._working = {k: v for k, v in self._working.items() if v[0] not in partitions}
 
 
-@dataclass(slots=True)
-class _VitalsState:
-    offset: int = -1
-    last_ts_ms: int = -1
-    alarm: ThresholdState = ThresholdState()
-
-    def encode(self) -> bytes:
-        return json.dumps({"offset": self.offset, "last_ts_ms": self.last_ts_ms,
-                           "active_alert_id": self.alarm.active_alert_id}).encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> _VitalsState:
-        d = json.loads(data)
-        return cls(d["offset"], d["last_ts_ms"], ThresholdState(d["active_alert_id"]))
-
-
 def build_app(cfg: WorkerConfig) -> faust.App:
     extra: dict[str, Any] = {}
     if cfg.embedded_broker:
@@ -162,10 +149,13 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         t.key_serializer = t.value_serializer = "raw"  # type: ignore[attr-defined]
         return t
 
-    vitals_states: PatientStates[_VitalsState] = PatientStates(
-        table("vitals-state"), _VitalsState.encode, _VitalsState.decode)
+    vitals_states: PatientStates[VitalsPatient] = PatientStates(
+        table("vitals-state"), VitalsPatient.encode, VitalsPatient.decode)
     ecg_states: PatientStates[EcgPatient] = PatientStates(table("ecg-state"), EcgPatient.snapshot, EcgPatient.restore)
-    rule = ThresholdRule("hr_high", "Heart rate", "bpm", limit=cfg.hr_high_limit, hysteresis=5.0)
+    engine = AlarmEngine()
+    limits = default_limits(cfg.care_area)
+    if cfg.hr_high_limit is not None:
+        limits = limits.changed({"hr": {"high": cfg.hr_high_limit}})
     counters: Counter[str] = Counter()
     sink: dict[str, BatchingSink] = {}
 
@@ -222,7 +212,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         msg = event.message
         source = SourceRef(msg.topic, msg.partition, msg.offset)
         key = f"{kind}/{readings[0].patient_id}"
-        state = vitals_states.get(key) or _VitalsState()
+        state = vitals_states.get(key) or VitalsPatient(engine.new_state(readings[0].patient_id, cfg.care_area, limits))
         if msg.offset <= state.offset:
             await stream.ack(event)  # already applied before a restart
             return
@@ -233,8 +223,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 await dead_letter(stream, event, "stale_timestamp", f"{vitals.patient_id}: device time {ts_ms} ms "
                                                                     f"is not after {state.last_ts_ms} ms")
                 return
-            alarm, produced = vitals_to_events(vitals, source, state.alarm, rule, first_index=len(new_events))
-            state = _VitalsState(msg.offset, ts_ms, alarm)
+            alarms, produced = vitals_to_events(vitals, source, state.alarms, engine, first_index=len(new_events))
+            state = VitalsPatient(alarms, msg.offset, ts_ms)
             new_events += produced
         vitals_states.update(key, msg.partition, state)
         await (await the_sink()).put(SinkItem(

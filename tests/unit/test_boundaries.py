@@ -38,6 +38,6 @@ def test_event_store_knows_nothing_of_kafka(module: str) -> None:
     assert _modules_after_import(module) & {"faust", "aiokafka", "streams", "dashboards"} == set()
 
 
-@pytest.mark.parametrize("module", ["streams.app", "dashboards.gateway", "event_store.postgres", "detectors.threshold"])
+@pytest.mark.parametrize("module", ["streams.app", "dashboards.gateway", "event_store.postgres", "detectors.alarms"])
 def test_nothing_imports_the_composition_root(module: str) -> None:
     assert "vigil" not in _modules_after_import(module)

@@ -1,22 +1,30 @@
+"""From a vitals reading to its events, with the real alarm engine."""
+
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from detectors.threshold import ThresholdRule, ThresholdState
+from detectors.alarm_limits import default_limits
+from detectors.alarm_state import AlarmState
+from detectors.alarms import AlarmEngine
 from streams.vitals_codec import Vitals
-from streams.vitals_pipeline import SourceRef, event_id_for, vitals_to_events
+from streams.vitals_pipeline import SourceRef, VitalsPatient, event_id_for, news2_of, vitals_to_events
 
-RULE = ThresholdRule("hr_high", "Heart rate", "bpm", limit=130, hysteresis=5)
+ENGINE = AlarmEngine()
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
+LIMITS = default_limits("ward").changed({"hr": {"high": 130, "delay_s": 0}})
 
 
-def vitals(hr: float) -> Vitals:
-    return Vitals("p7", "bed-7", T0, {"hr": hr, "spo2": 96})
+def fresh() -> AlarmState:
+    return ENGINE.new_state("p7", "ward", LIMITS)
+
+
+def vitals(hr: float, t: int = 0, **extra: object) -> Vitals:
+    return Vitals("p7", "bed-7", T0 + timedelta(seconds=t), {"hr": hr, "spo2": 96}, **extra)  # type: ignore[arg-type]
 
 
 def test_every_message_is_observed() -> None:
-    state, events = vitals_to_events(vitals(80), SourceRef("v", 0, 5), ThresholdState(), RULE)
-    assert state == ThresholdState()
+    _, events = vitals_to_events(vitals(80), SourceRef("v", 0, 5), fresh(), ENGINE)
     assert [e.event_type for e in events] == ["VitalsObserved"]
     e = events[0]
     assert e.stream_id == "patient-p7"
@@ -26,20 +34,43 @@ def test_every_message_is_observed() -> None:
 
 def test_ids_are_deterministic_per_source_and_index() -> None:
     src = SourceRef("v", 1, 9)
-    _, a = vitals_to_events(vitals(150), src, ThresholdState(), RULE)
-    _, b = vitals_to_events(vitals(150), src, ThresholdState(), RULE)
+    _, a = vitals_to_events(vitals(150), src, fresh(), ENGINE)
+    _, b = vitals_to_events(vitals(150), src, fresh(), ENGINE)
     assert [e.event_id for e in a] == [e.event_id for e in b] == [event_id_for(src, 0), event_id_for(src, 1)]
-    _, c = vitals_to_events(vitals(150), SourceRef("v", 1, 10), ThresholdState(), RULE)
+    assert a == b
+    _, c = vitals_to_events(vitals(150), SourceRef("v", 1, 10), fresh(), ENGINE)
     assert {e.event_id for e in a}.isdisjoint(e.event_id for e in c)
 
 
-def test_alarm_raised_then_resolved() -> None:
-    state, raised = vitals_to_events(vitals(150), SourceRef("v", 0, 1), ThresholdState(), RULE)
+def test_alarm_raised_then_resolved_with_hysteresis() -> None:
+    state, raised = vitals_to_events(vitals(150), SourceRef("v", 0, 1), fresh(), ENGINE)
     assert [e.event_type for e in raised] == ["VitalsObserved", "AlertRaised"]
     alert = raised[1].payload
-    assert alert["alert_id"] == state.active_alert_id
-    assert alert["priority"] == "high" and alert["value"] == 150 and alert["limit"] == 130
-    state, resolved = vitals_to_events(vitals(100), SourceRef("v", 0, 2), state, RULE)
+    assert (alert["condition"], alert["priority"], alert["value"], alert["limit"]) == ("hr_high", "medium", 150, 130)
+    assert alert["patient_id"] == "p7" and "150" in alert["message"]
+    # 128 is back under the limit but not by the 5 bpm hysteresis: still active.
+    state, held = vitals_to_events(vitals(128, 1), SourceRef("v", 0, 2), state, ENGINE)
+    assert [e.event_type for e in held] == ["VitalsObserved"]
+    state, resolved = vitals_to_events(vitals(100, 2), SourceRef("v", 0, 3), state, ENGINE)
     assert [e.event_type for e in resolved] == ["VitalsObserved", "AlertResolved"]
     assert resolved[1].payload["alert_id"] == alert["alert_id"]
-    assert state.active_alert_id is None
+
+
+def test_complete_readings_are_scored_and_high_risk_alarms() -> None:
+    sick = Vitals("p7", "bed-7", T0, {"hr": 135, "spo2": 90, "rr": 26, "sbp": 95, "temp": 39.2}, oxygen=True,
+                  acvpu="A")
+    result = news2_of(sick)
+    assert result is not None and result.risk == "high"
+    _, events = vitals_to_events(sick, SourceRef("v", 0, 1), fresh(), ENGINE)
+    scored = [e for e in events if e.event_type == "News2Scored"]
+    assert len(scored) == 1 and scored[0].payload["score"] == result.score
+    raised = {e.payload["condition"]: e.payload["priority"] for e in events if e.event_type == "AlertRaised"}
+    assert raised.get("news2_high") == "high"
+    assert news2_of(vitals(80)) is None  # incomplete: no score, no NEWS2 alarm
+
+
+def test_patient_state_round_trips() -> None:
+    state, _ = vitals_to_events(vitals(150), SourceRef("v", 0, 1), fresh(), ENGINE)
+    p = VitalsPatient(state, 1, 1000)
+    back = VitalsPatient.decode(p.encode())
+    assert (back.offset, back.last_ts_ms, back.alarms) == (1, 1000, state)
