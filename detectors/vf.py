@@ -39,7 +39,8 @@ A window with any missing (NaN) sample is not assessed. Samples in mV.
 
 from __future__ import annotations
 
-import math
+import base64
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,19 +90,46 @@ class VfWindow:
 class VfState:
     next_start: int = 0
     """Absolute index of the first sample of the next window to assess."""
-    buffer: tuple[float, ...] = ()
-    """The samples received from ``next_start`` on."""
+    buffer: bytes = b""
+    """The samples received from ``next_start`` on, as little-endian float64 (NaN kept):
+    a worker stores this state for every patient every second, so it stays compact."""
+
+    def samples(self) -> FloatArray:
+        return np.frombuffer(self.buffer, dtype="<f8").astype(np.float64)
 
     def to_dict(self) -> dict[str, Any]:
-        # JSON has no NaN: a missing sample is stored as null.
-        return {"next_start": self.next_start, "buffer": [None if math.isnan(v) else v for v in self.buffer]}
+        return {"next_start": self.next_start, "buffer": base64.b64encode(self.buffer).decode()}
 
     @classmethod
     def from_dict(cls, doc: Any) -> VfState:
         if not isinstance(doc, dict) or not isinstance(doc.get("next_start"), int) or not isinstance(
-                doc.get("buffer"), list):
-            raise ValueError("VF state must be an object with next_start (int) and buffer (list)")
-        return cls(doc["next_start"], tuple(math.nan if v is None else float(v) for v in doc["buffer"]))
+                doc.get("buffer"), str):
+            raise ValueError("VF state must be an object with next_start (int) and buffer (base64 string)")
+        try:
+            raw = base64.b64decode(doc["buffer"], validate=True)
+        except ValueError as e:
+            raise ValueError(f"VF state buffer is not base64: {e}") from e
+        if len(raw) % 8:
+            raise ValueError("VF state buffer is not a whole number of float64 samples")
+        return cls(doc["next_start"], raw)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(n: int, fs: float) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Per window length: centred time axis, Hann taper, FFT frequencies, the 0.5-30 Hz band."""
+    freqs = np.fft.rfftfreq(n, 1.0 / fs).astype(np.float64)
+    t = (np.arange(n) - (n - 1) / 2.0).astype(np.float64)
+    return t, np.hanning(n).astype(np.float64), freqs, (freqs >= 0.5) & (freqs <= 30.0)
+
+
+def _quantile(a: FloatArray, q: float) -> float:
+    """``np.percentile(a, 100 q)`` (linear interpolation) by partial sorting: the same
+    value, a fraction of the cost on the short windows assessed every second."""
+    pos = q * (a.shape[0] - 1)
+    lo = int(pos)
+    hi = min(lo + 1, a.shape[0] - 1)
+    part = np.partition(a, (lo, hi))
+    return float(part[lo] + (part[hi] - part[lo]) * (pos - lo))
 
 
 def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSettings(), start: int = 0) -> VfWindow:
@@ -110,21 +138,18 @@ def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSett
     if n == 0 or np.isnan(x).any():
         return VfWindow(start, start + n, False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
     # Remove the mean and a linear trend (baseline wander), then taper before the FFT.
-    t = np.arange(n) - (n - 1) / 2.0
+    t, taper, freqs, band = _grid(n, float(sampling_rate))
     y = x - x.mean()
     y = y - t * (float(t @ y) / float(t @ t)) if n > 1 else y
-    lo, hi = np.percentile(y, [5.0, 95.0])
-    amplitude = float(hi - lo)
-    power = np.abs(np.fft.rfft(y * np.hanning(n))) ** 2
-    freqs = np.fft.rfftfreq(n, 1.0 / sampling_rate)
-    band = (freqs >= 0.5) & (freqs <= 30.0)
+    amplitude = _quantile(y, 0.95) - _quantile(y, 0.05)
+    power = np.abs(np.fft.rfft(y * taper)) ** 2
     total = float(power[band].sum())
     if total <= 0.0:
         return VfWindow(start, start + n, True, False, 0.0, 0.0, 0.0, 0.0, amplitude)
     dominant = float(freqs[band][int(np.argmax(power[band]))])
     concentration = float(power[band & (np.abs(freqs - dominant) <= settings.band_hz)].sum()) / total
-    excursion = np.abs(y - np.median(y))
-    top = float(np.percentile(excursion, 99.0))
+    excursion = np.abs(y - _quantile(y, 0.5))
+    top = _quantile(excursion, 0.99)
     above = excursion > settings.occupancy_level * top if top > 0 else np.zeros(n, dtype=bool)
     occupancy = float(above.mean())
     part_occupancy = min(float(part.mean()) for part in np.array_split(above, max(1, min(settings.parts, n))))
@@ -153,11 +178,10 @@ class VfDetector:
         self.hop = round(self.settings.hop_s * sampling_rate)
 
     def feed(self, state: VfState, samples: npt.ArrayLike) -> tuple[VfState, list[VfWindow]]:
-        x = np.concatenate([np.asarray(state.buffer, dtype=np.float64),
-                            np.asarray(samples, dtype=np.float64).ravel()])
+        x = np.concatenate([state.samples(), np.asarray(samples, dtype=np.float64).ravel()])
         start, offset, out = state.next_start, 0, []
         while x.shape[0] - offset >= self.size:
             out.append(vf_window(x[offset:offset + self.size], self.sampling_rate, self.settings, start))
             offset += self.hop
             start += self.hop
-        return VfState(start, tuple(x[offset:].tolist())), out
+        return VfState(start, x[offset:].astype("<f8").tobytes()), out

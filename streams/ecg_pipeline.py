@@ -9,6 +9,10 @@ and the bookkeeping that makes the stream trustworthy:
   the signal; a jump forward is a gap: an ``EcgSignalGap`` event says how many
   chunks are missing, and the chain restarts on the new chunk (a fresh learning
   period) rather than splicing signal across the hole;
+- the arrhythmia detector (`detectors.arrhythmia`: asystole, extreme brady- and
+  tachycardia, VT, VF/flutter, leads off, noise) and the alarm engine
+  (`detectors.alarms`), whose decisions become ``AlertRaised`` and friends, on
+  device time;
 - a summary every `SUMMARY_S` seconds of signal (``EcgAnalyzed``: beats, usable beats,
   heart rate and HRV, quality windows by label), instead of an event per beat;
 - the source offset of the last chunk applied, so that a worker that restarts from
@@ -26,18 +30,30 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from detectors.alarm_inputs import AlarmInputs
+from detectors.alarm_state import AlarmState
+from detectors.alarms import AlarmEngine
+from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
 from processors.ecg import EcgAnalyzer
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk
 from streams.vitals_codec import Rejected
-from streams.vitals_pipeline import SourceRef, event_id_for
+from streams.vitals_pipeline import SourceRef, decision_event, event_id_for
 
-__all__ = ["EcgPatient", "process_chunk", "waveform_of", "SUMMARY_S"]
+__all__ = ["EcgPatient", "process_chunk", "waveform_of", "SUMMARY_S", "ENGINE"]
 
 SUMMARY_S = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ENGINE = AlarmEngine()
+_DETECTORS: dict[int, ArrhythmiaDetector] = {}  # stateless apart from settings: one per sampling rate
+
+
+def _detector(fs: int) -> ArrhythmiaDetector:
+    if fs not in _DETECTORS:
+        _DETECTORS[fs] = ArrhythmiaDetector(fs)
+    return _DETECTORS[fs]
 
 
 def _at(us: int) -> datetime:
@@ -55,6 +71,8 @@ class EcgPatient:
     """Device time of the chain's sample 0."""
     next_sequence: int
     analyzer: EcgAnalyzer
+    arrhythmia: ArrhythmiaState
+    alarms: AlarmState
     fed: int = 0
     offset: int = -1
     summary_start: int = 0
@@ -65,7 +83,7 @@ class EcgPatient:
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
         return cls(chunk.patient_id, chunk.lead.name, chunk.sampling_rate_hz, chunk.first_sample_us, chunk.sequence,
-                   EcgAnalyzer(chunk.sampling_rate_hz))
+                   EcgAnalyzer(chunk.sampling_rate_hz), ArrhythmiaState(), ENGINE.new_state(chunk.patient_id, "ward"))
 
     def sample_time(self, sample: int) -> datetime:
         return _at(self.base_us + round(sample * 1_000_000 / self.fs))
@@ -76,6 +94,7 @@ class EcgPatient:
             "next_sequence": self.next_sequence, "fed": self.fed, "offset": self.offset,
             "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
             "windows": dict(self.windows), "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
+            "arrhythmia": self.arrhythmia.to_dict(), "alarms": self.alarms.to_dict(),
         })
 
     @classmethod
@@ -83,7 +102,8 @@ class EcgPatient:
         v = unpack(data)
         analyzer = EcgAnalyzer(v["fs"])
         analyzer.restore(v["analyzer"].tobytes())
-        return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer, v["fed"],
+        return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer,
+                   ArrhythmiaState.from_dict(v["arrhythmia"]), AlarmState.from_dict(v["alarms"]), v["fed"],
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]))
 
 
@@ -111,11 +131,19 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
             "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
             "received_sequence": chunk.sequence, "last_sample_at": state.sample_time(state.fed).isoformat(),
         })
+        alarms = state.alarms  # the patient's alarms outlive the gap; the signal chain restarts
         state = EcgPatient.start(chunk)
+        state.alarms = alarms
 
     x = chunk.samples_mv()
     update = state.analyzer.feed(x)
+    state.arrhythmia, report = _detector(state.fs).feed(state.arrhythmia, x, update.beats, update.windows)
     state.fed += x.shape[0]
+    now = state.sample_time(state.fed)
+    state.alarms, decisions = ENGINE.step(state.alarms, AlarmInputs(observations=report.observations),
+                                          now=now.timestamp())
+    for decision in decisions:
+        events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata))
     state.next_sequence = chunk.sequence + 1
     state.offset = source.offset
     state.beats += len(update.beats)

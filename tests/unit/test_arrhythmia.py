@@ -347,7 +347,7 @@ def test_state_round_trips_through_json_and_continues_identically() -> None:
     b = det.feed(restored, x[half:], [B(b) for b in rest], [W(k * 500, "ok") for k in range(7, 15)], classes)
     assert a == b
     with pytest.raises(ValueError, match="malformed"):
-        ArrhythmiaState.from_dict({"vf": {"next_start": 0, "buffer": []}})
+        ArrhythmiaState.from_dict({"vf": {"next_start": 0, "buffer": ""}})
 
 
 # -- the real ECG chain ------------------------------------------------------------------------------------

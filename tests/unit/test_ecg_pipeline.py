@@ -1,0 +1,87 @@
+"""From ECG chunks to events: summaries, gaps, stale chunks, arrhythmia alarms,
+and a restored state that carries on exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from event_store.events import NewEvent
+from streams.ecg_codec import EcgChunk, Lead
+from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
+from streams.ecg_synth import EcgConfig, Rhythm, SyntheticEcg
+from streams.vitals_codec import Rejected
+from streams.vitals_pipeline import SourceRef
+
+FS = 250
+T0_US = 1_764_122_400_000_000
+
+
+def chunks(seconds: int, config: EcgConfig | None = None, seed: int = 3) -> list[EcgChunk]:
+    synth = SyntheticEcg(config or EcgConfig(sampling_rate=FS, hr_bpm=72), seed=seed, patient="p1")
+    out = []
+    for t in range(seconds):
+        mv, _ = synth.next_chunk(FS)
+        counts = np.round(np.nan_to_num(mv) / 0.005).astype(np.int16)
+        out.append(EcgChunk("p1", "mon-1", Lead.II, FS, t, T0_US + t * 1_000_000, counts, 0.005))
+    return out
+
+
+def run(items: list[EcgChunk], state: EcgPatient | None = None, first_offset: int = 0
+        ) -> tuple[EcgPatient | None, list[NewEvent]]:
+    events: list[NewEvent] = []
+    for i, chunk in enumerate(items):
+        state, produced = process_chunk(state, chunk, SourceRef("ecg", 0, first_offset + i))
+        events += produced
+    return state, events
+
+
+def test_summaries_every_ten_seconds_of_sinus_rhythm() -> None:
+    _, events = run(chunks(40))
+    summaries = [e for e in events if e.event_type == "EcgAnalyzed"]
+    assert len(summaries) == 4
+    last = summaries[-1].payload
+    assert last["heart_rate"] is not None and abs(last["heart_rate"] - 72) < 4
+    assert last["beats"] >= 10 and last["usable_beats"] == last["beats"]
+    assert not [e for e in events if e.event_type == "AlertRaised"]  # clean sinus rhythm raises nothing
+
+
+def test_asystole_raises_a_high_priority_alarm() -> None:
+    config = EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(asystole_at_s=20.0))
+    _, events = run(chunks(40, config))
+    raised = [e.payload for e in events if e.event_type == "AlertRaised"]
+    assert [(a["condition"], a["priority"]) for a in raised if a["condition"] == "asystole"] == [("asystole", "high")]
+    first = next(e for e in events if e.event_type == "AlertRaised" and e.payload["condition"] == "asystole")
+    # Raised within 4 s of the pause's threshold plus the chain's release latency.
+    assert 24.0 <= (first.occurred_at.timestamp() - T0_US / 1e6) <= 30.0
+
+
+def test_a_gap_is_reported_and_a_stale_chunk_refused() -> None:
+    items = chunks(20)
+    state, _ = run(items[:10])
+    assert state is not None
+    with pytest.raises(Rejected) as stale:
+        process_chunk(state, items[5], SourceRef("ecg", 0, 99))
+    assert stale.value.reason == "stale_sequence"
+    state, events = process_chunk(state, items[13], SourceRef("ecg", 0, 100))
+    gaps = [e.payload for e in events if e.event_type == "EcgSignalGap"]
+    assert gaps and gaps[0]["missing_chunks"] == 3 and gaps[0]["received_sequence"] == 13
+    assert state.next_sequence == 14
+
+
+def test_a_restored_state_gives_exactly_the_same_events() -> None:
+    items = chunks(35, EcgConfig(sampling_rate=FS, hr_bpm=80, rhythm=Rhythm(asystole_at_s=25.0)))
+    _, straight = run(items)
+    state, first = run(items[:17])
+    assert state is not None
+    _, rest = run(items[17:], EcgPatient.restore(state.snapshot()), first_offset=17)
+    assert first + rest == straight
+    assert any(e.event_type == "AlertRaised" for e in straight)
+
+
+def test_waveform_rows_keep_counts_and_scale() -> None:
+    chunk = chunks(1)[0]
+    row = waveform_of(chunk, SourceRef("ecg", 2, 7))
+    assert row.sample_count == FS and row.scale_mv == pytest.approx(0.005)
+    assert np.allclose(row.millivolts(), chunk.samples_mv())
+    assert row.source == {"topic": "ecg", "partition": 2, "offset": 7, "sequence": 0}
