@@ -152,7 +152,11 @@ def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSett
     top = _quantile(excursion, 0.99)
     above = excursion > settings.occupancy_level * top if top > 0 else np.zeros(n, dtype=bool)
     occupancy = float(above.mean())
-    part_occupancy = min(float(part.mean()) for part in np.array_split(above, max(1, min(settings.parts, n))))
+    parts = max(1, min(settings.parts, n))
+    if n % parts == 0:
+        part_occupancy = float(above.reshape(parts, -1).mean(axis=1).min())
+    else:
+        part_occupancy = min(float(part.mean()) for part in np.array_split(above, parts))
     fibrillatory = (settings.min_dominant_hz <= dominant <= settings.max_dominant_hz
                     and concentration >= settings.min_concentration and occupancy >= settings.min_occupancy
                     and part_occupancy >= settings.min_part_occupancy and amplitude >= settings.min_amplitude_mv)

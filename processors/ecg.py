@@ -64,7 +64,14 @@ class EcgUpdate:
     beats: list[Beat]
     windows: list[QualityWindow]
     """Windows made final by this chunk, oldest first, with their final labels."""
-    hrv: HrvMetrics
+    _rr: RrAnalyzer
+
+    @property
+    def hrv(self) -> HrvMetrics:
+        """RR/HR/HRV over the usable beats released so far. Computed on first access
+        (most chunks never need it), from the analyzer's current beats: read it
+        before feeding the next chunk."""
+        return self._rr.metrics()
 
 
 class EcgAnalyzer:
@@ -104,7 +111,7 @@ class EcgAnalyzer:
         usable = [b.sample for b in beats if b.usable]
         if usable:
             self._rr.add_peaks(usable)
-        return EcgUpdate(beats, windows, self._rr.metrics())
+        return EcgUpdate(beats, windows, self._rr)
 
     def snapshot(self) -> bytes:
         """The whole chain's state as bytes (`processors.state`); `restore` on a new
@@ -141,8 +148,11 @@ class EcgAnalyzer:
     def _check_rhythm(self, peak: int) -> None:
         recent = self._recent
         if len(recent) == recent.maxlen:
-            intervals = np.diff(np.fromiter(recent, dtype=np.int64))
-            if peak - recent[-1] < RR_FLOOR * float(np.median(intervals)):
+            # Median of the 8 intervals (plain Python: numpy's overhead dwarfs 8 numbers).
+            points = list(recent)
+            intervals = sorted(b - a for a, b in zip(points, points[1:], strict=False))
+            median = (intervals[3] + intervals[4]) / 2.0
+            if peak - recent[-1] < RR_FLOOR * median:
                 self._suspect.add(peak // self._size)
         recent.append(peak)
 

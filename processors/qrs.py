@@ -374,20 +374,38 @@ class QrsDetector:
         return max(earliest - int(p[_P_SEARCH]) - int(p[_P_DELAY]), 0)
 
     def get_state(self) -> dict[str, Any]:
-        """Everything `feed` changes, as arrays (see `processors.state`)."""
+        """Everything `feed` will still read, as arrays (see `processors.state`).
+
+        Of the rings only the live part is kept: the last MWI window of squared
+        derivatives, and the band-passed samples from the earliest place a future
+        peak search can start (`horizon` plus the filter delay; the whole learning
+        period before the first classification). A restored detector reads nothing
+        else, so it continues exactly, from a snapshot of a few hundred samples.
+        """
         bp, sq = self._rings
-        return {"fs": self.sampling_rate, "st": self._st.copy(), "zi": self._zi.copy(), "bp": bp.copy(),
-                "sq": sq.copy(), "rr": self._rr.copy(), "learn": self._learn.copy()}
+        n, p = int(self._st[_N]), self._p
+        mask = int(p[_P_HIST]) - 1
+        keep_bp = max(min(self.horizon + int(p[_P_DELAY]), n - 4), n - mask, 0)
+        keep_sq = max(n - int(p[_P_WIN]), 0)
+        return {"fs": self.sampling_rate, "st": self._st.copy(), "zi": self._zi.copy(), "rr": self._rr.copy(),
+                "learn": self._learn.copy(), "bp_from": keep_bp, "bp": bp[np.arange(keep_bp, n) & mask],
+                "sq_from": keep_sq, "sq": sq[np.arange(keep_sq, n) & mask]}
 
     def set_state(self, state: dict[str, Any]) -> None:
         """Continue exactly where the detector that produced ``state`` stopped."""
         if state["fs"] != self.sampling_rate:
             raise ValueError(f"state is for {state['fs']} Hz, this detector runs at {self.sampling_rate} Hz")
-        for name, mine in (("st", self._st), ("zi", self._zi), ("bp", self._rings[0]), ("sq", self._rings[1]),
-                           ("rr", self._rr), ("learn", self._learn)):
+        for name, mine in (("st", self._st), ("zi", self._zi), ("rr", self._rr), ("learn", self._learn)):
             if state[name].shape != mine.shape:
                 raise ValueError(f"state field {name} has shape {state[name].shape}, expected {mine.shape}")
             mine[...] = state[name]
+        mask = int(self._p[_P_HIST]) - 1
+        for ring, start, values in ((self._rings[0], state["bp_from"], state["bp"]),
+                                    (self._rings[1], state["sq_from"], state["sq"])):
+            if values.shape[0] > mask + 1:
+                raise ValueError(f"ring snapshot of {values.shape[0]} samples exceeds the ring ({mask + 1})")
+            ring[...] = 0.0
+            ring[np.arange(start, start + values.shape[0]) & mask] = values
 
     def feed(self, samples: npt.ArrayLike) -> npt.NDArray[np.int64]:
         x = np.ascontiguousarray(samples, dtype=np.float64).ravel()

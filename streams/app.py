@@ -11,9 +11,9 @@ Exactly-once effect, without Kafka transactions (the embedded broker has none):
 1. The pipelines are deterministic and event ids derive from the source message's
    (topic, partition, offset, index), so processing a message twice from the same
    state yields the same events, and the store keeps each once.
-2. Per-patient state lives in a changelog-backed Faust table (`PatientStates`).
-   A message's resulting state is written to the table only after the sink has
-   made its events durable, and the message is acknowledged right after. The
+2. Per-patient state lives in a changelog-backed Faust table (`streams.states`).
+   It is checkpointed every few seconds, only when the events of every message it
+   covers are durable, and those messages are acknowledged only after that. The
    state records the offset of the last message applied to it.
 3. Faust flushes the producer (changelogs) before every offset commit, so after a
    crash the recovered state is at or ahead of the committed offset. Messages the
@@ -31,7 +31,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import faust
 
@@ -45,14 +45,14 @@ from streams.ecg_codec import decode_ecg_chunk
 from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
 from streams.fhir import decode_fhir
 from streams.sink import BatchingSink, SinkItem
+from streams.states import PatientStates
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events
 
-__all__ = ["WorkerConfig", "build_app", "run_worker", "PatientStates"]
+__all__ = ["WorkerConfig", "build_app", "run_worker"]
 
 log = logging.getLogger(__name__)
-S = TypeVar("S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,41 +74,10 @@ class WorkerConfig:
     replication_factor: int = 1
     store: str = "memory://"
     """Faust table store; ``rocksdb://`` keeps tables on local disk in production."""
-
-
-class PatientStates(Generic[S]):
-    """Working state per key, checkpointed to a Faust table after durability.
-
-    ``get`` returns the working copy (newest, possibly not yet checkpointed) or, on
-    first use after a start or rebalance, the table's checkpoint. ``checkpoint``
-    writes a state to the table's store and changelog for the source partition."""
-
-    def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S]) -> None:
-        self._table = table
-        self._encode = encode
-        self._decode = decode
-        self._working: dict[str, tuple[int, S]] = {}  # key -> (source partition, state)
-
-    def get(self, key: str) -> S | None:
-        hit = self._working.get(key)
-        if hit is not None:
-            return hit[1]
-        stored = self._table.data.get(key.encode())
-        return None if stored is None else self._decode(stored)
-
-    def update(self, key: str, partition: int, state: S) -> None:
-        self._working[key] = (partition, state)
-
-    def checkpoint(self, key: str, partition: int, data: bytes) -> None:
-        self._table.data[key.encode()] = data
-        self._table.send_changelog(partition, key.encode(), data)
-
-    def encode(self, state: S) -> bytes:
-        return self._encode(state)
-
-    def forget(self, partitions: set[int]) -> None:
-        """Drop working copies of partitions this worker no longer owns."""
-        self._working = {k: v for k, v in self._working.items() if v[0] not in partitions}
+    checkpoint_interval: float = 5.0
+    """Seconds between state checkpoints (a crash replays at most about this much input)."""
+    datadir: str | None = None
+    """Faust's local data folder (default: ``<app id>-data`` in the current directory)."""
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
@@ -117,6 +86,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         # Tansu reports a wrong end offset after multi-record batches; one record per
         # batch keeps table recovery exact (see README, "Embedded broker").
         extra["producer_max_batch_size"] = 64
+    if cfg.datadir:
+        extra["datadir"] = cfg.datadir
     app = faust.App(
         cfg.app_id or cfg.topics.app_id,
         broker=[f"kafka://{b}" for b in cfg.brokers],
@@ -171,12 +142,15 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         return sink["main"]
 
     async def on_revoked(_: Any, revoked: set[Any], **__: Any) -> None:
+        # The next owner must recover the newest state: make everything durable,
+        # checkpoint it, and flush the changelog before letting the partitions go.
+        gone = {tp.partition for tp in revoked}
         if "main" in sink:
             await sink["main"].drain()
-            await app.producer.flush()
-        gone = {tp.partition for tp in revoked}
-        vitals_states.forget(gone)
-        ecg_states.forget(gone)
+        for states in (vitals_states, ecg_states):
+            await states.checkpoint_idle(gone)
+            states.forget(gone)
+        await app.producer.flush()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's Signal typing is narrower
 
@@ -190,16 +164,6 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                                                                       worker=app.conf.id),
                                 headers=dead_letter_headers(reason, detail, source))
         await stream.ack(event)
-
-    def after_durable(stream: Any, event: Any, states: PatientStates[Any], key: str, data: bytes
-                      ) -> Callable[[], Awaitable[None]]:
-        partition = event.message.partition
-
-        async def done() -> None:
-            states.checkpoint(key, partition, data)
-            await stream.ack(event)
-
-        return done
 
     def rejected_by_store(stream: Any, event: Any) -> Callable[[str], Awaitable[None]]:
         async def rejected(reason: str) -> None:
@@ -226,9 +190,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             alarms, produced = vitals_to_events(vitals, source, state.alarms, engine, first_index=len(new_events))
             state = VitalsPatient(alarms, msg.offset, ts_ms)
             new_events += produced
-        vitals_states.update(key, msg.partition, state)
+        vitals_states.applied(key, msg.partition, state)
         await (await the_sink()).put(SinkItem(
-            new_events, on_durable=after_durable(stream, event, vitals_states, key, state.encode()),
+            new_events, on_durable=vitals_states.durable(key, stream, event),
             on_rejected=rejected_by_store(stream, event)))
 
     @app.agent(vitals_topic)
@@ -274,18 +238,24 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             except Rejected as r:
                 await dead_letter(stream, event, r.reason, r.detail)
                 continue
-            ecg_states.update(key, msg.partition, state)
+            ecg_states.applied(key, msg.partition, state)
             await (await the_sink()).put(SinkItem(
                 new_events, [waveform_of(chunk, source)],
-                on_durable=after_durable(stream, event, ecg_states, key, state.snapshot()),
+                on_durable=ecg_states.durable(key, stream, event),
                 on_rejected=rejected_by_store(stream, event)))
+
+    @app.timer(cfg.checkpoint_interval)  # type: ignore[untyped-decorator]
+    async def checkpoint() -> None:
+        for states in (vitals_states, ecg_states):
+            await states.checkpoint_idle()
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def report() -> None:
         if "main" in sink:
             st = sink["main"].stats
-            log.info("sink: %d batches, %d events, %d waveforms, %d retries; dead letters %s",
-                     st.batches, st.events, st.waveforms, st.retries, dict(counters))
+            log.info("sink: %d batches, %d events, %d waveforms, %d retries; checkpoints %d; dead letters %s",
+                     st.batches, st.events, st.waveforms, st.retries,
+                     vitals_states.checkpoints + ecg_states.checkpoints, dict(counters))
 
     return app
 

@@ -42,7 +42,10 @@ class _Bed:
 class SimulatedWard:
     def __init__(self, patients: int, *, seed: int = 42, topics: TopicNames, ecg: bool = True, ecg_hz: int = 250,
                  scenarios: Sequence[ScenarioName] = ("sepsis", "stable", "stable", "hypoxia", "stable",
-                                                       "bradycardia", "stable", "stable")) -> None:
+                                                       "bradycardia", "stable", "stable"),
+                 onset_s: float | None = None, ramp_s: float | None = None) -> None:
+        """``onset_s`` / ``ramp_s`` override the scripts' timing (benchmarks compress
+        deterioration into a short run)."""
         if patients < 1:
             raise ValueError(f"patients must be >= 1, got {patients}")
         self.topics = topics
@@ -50,7 +53,8 @@ class SimulatedWard:
         self._beds: list[_Bed] = []
         for i in range(patients):
             pid = f"p{i + 1:04d}"
-            scenario = ScenarioPatient(scenarios[i % len(scenarios)], seed=seed, patient=pid)
+            scenario = ScenarioPatient(scenarios[i % len(scenarios)], seed=seed, patient=pid, onset_s=onset_s,
+                                       ramp_s=ramp_s)
             hr = float(scenario.vitals(0)["hr"])
             synth = SyntheticEcg(EcgConfig(sampling_rate=ecg_hz, hr_bpm=hr), seed=seed, patient=pid) if ecg else None
             self._beds.append(_Bed(pid, scenario, synth))

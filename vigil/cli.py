@@ -149,6 +149,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         url = _need(settings.database_url, "VIGIL_DATABASE_URL")
         _need(settings.kafka_url, "VIGIL_KAFKA_URL")
         asyncio.run(launcher.migrate(url))
+        datadir = settings.state_dir / "worker" / (settings.worker_group or settings.topic_prefix)
+        datadir.parent.mkdir(parents=True, exist_ok=True)
         run_worker(WorkerConfig(
             brokers=settings.kafka_bootstrap().split(","),
             database_url=url,
@@ -156,6 +158,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             hr_high_limit=settings.hr_high_limit,
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
+            datadir=str(datadir),
         ))
         return 0
     if args.command == "gateway":

@@ -1,0 +1,184 @@
+"""Does the pipeline keep up with a ward, and how fast do alarms land?
+
+For each N (``--patients 100,250,500,1000``) this starts from a fresh database and
+topic prefix, runs one worker process, and publishes N simulated patients in real
+time: a 250 Hz ECG chunk (int16, 1 s) and a 1 Hz vitals message per patient per
+second (`streams.ward.SimulatedWard`, scenarios compressed so that patients
+deteriorate within the run). Everything runs on this machine: Apache Kafka (one
+KRaft node), PostgreSQL, the publisher (in this process) and the worker.
+
+Printed per N:
+  keeps up     lag = messages published - messages whose results are in the store
+               (waveform rows + VitalsObserved events), sampled every 2 s over the
+               measured part; "yes" if in its last third it stays within 3 s of
+               input and stops growing
+  lag          median and max of those samples, in seconds of input
+  CPU          worker CPU seconds per wall second, and per patient (ms per second of data)
+  machine      all cores' busy share over the run (/proc/stat)
+  latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
+               p50 / p99 / max, for alarm events and for all events
+
+Nothing is asserted; figures only.
+
+    .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, this folder is sys.path[0], and bench/event_store.py would shadow
+# the `event_store` package: drop that entry (the project is installed in the venv).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import psycopg  # noqa: E402
+from aiokafka import AIOKafkaProducer  # noqa: E402
+
+from event_store.postgres import PostgresRecorder  # noqa: E402
+from streams.topics import TopicNames  # noqa: E402
+from streams.ward import SimulatedWard  # noqa: E402
+from vigil.services.kafka import KafkaCluster  # noqa: E402
+from vigil.services.postgres import PostgresCluster  # noqa: E402
+from vigil.services.process import ManagedProcess  # noqa: E402
+
+PARTITIONS = 4
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return float(sum(values) - idle), float(sum(values))
+
+
+def pct(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"n={len(values)}"
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return f"p50 {q[49]:7.0f}  p99 {q[98]:7.0f}  max {max(values):7.0f} ms (n={len(values)})"
+
+
+def stored_total(url: str) -> int:
+    """Input messages whose results are durable: one waveform row per ECG chunk, one
+    VitalsObserved per vitals message."""
+    with psycopg.connect(url) as conn:
+        (waves,) = conn.execute("SELECT count(*) FROM waveforms").fetchone() or (0,)
+        (vitals,) = conn.execute("SELECT count(*) FROM events WHERE event_type = 'VitalsObserved'").fetchone() or (0,)
+    return int(waves) + int(vitals)
+
+
+async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
+                  profile: Path | None = None) -> None:
+    prefix = f"ward{patients}x{int(time.time())}"
+    topics = TopicNames(prefix)
+    base, _, _ = server_url.rpartition("/")
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{prefix}"')
+    url = f"{base}/{prefix}"
+    store = await PostgresRecorder.connect(url)
+    await store.migrate()
+    await store.close()
+    group = f"{prefix}-worker"
+    env = dict(os.environ) | {"VIGIL_KAFKA_URL": f"kafka://{bootstrap}", "VIGIL_DATABASE_URL": url,
+                              "VIGIL_TOPIC_PREFIX": prefix, "VIGIL_WORKER_GROUP": group,
+                              "VIGIL_STATE_DIR": str(work / "state")}
+    ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
+    await producer.start()
+    # Create the topics with the worker's partition count before it subscribes.
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (topics.vitals, topics.ecg, topics.fhir,
+                                                                  topics.dead_letter)])
+    await admin.close()
+    command = [sys.executable, "-m", "vigil", "worker"]
+    if profile is not None:
+        command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
+    worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
+    start_us = time.time_ns() // 1000
+    began = time.monotonic()
+    published = 0
+    lags: list[float] = []
+    cpu0 = busy0 = None
+    t_measure = 0.0
+    try:
+        for t in range(warmup + seconds):
+            for topic, key, value in ward.second(t, start_us):
+                await producer.send(topic, value=value, key=key)
+                published += 1
+            await producer.flush()
+            if t == warmup:
+                cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()
+            if t > warmup and t % 2 == 0:
+                done = stored_total(url)
+                lags.append((published - done) / (2 * patients))  # seconds of input
+            await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
+        elapsed = time.monotonic() - t_measure
+        cpu = cpu_seconds(worker.pid) - (cpu0 or 0.0)
+        busy1 = machine_busy()
+        machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
+        drain0 = time.monotonic()
+        while stored_total(url) < published:
+            if time.monotonic() - drain0 > 120:
+                break
+            await asyncio.sleep(1.0)
+        drain = time.monotonic() - drain0
+    finally:
+        await producer.stop()
+        log_tail = worker.log_tail()
+        worker.stop()
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT event_type, extract(epoch FROM recorded_at - occurred_at) * 1000 FROM events "
+            "WHERE occurred_at >= to_timestamp(%s)", (start_us / 1e6 + warmup,)).fetchall()
+    alarm = [float(ms) for kind, ms in rows if kind in ("AlertRaised", "AlertResolved", "AlertEscalated")]
+    every = [float(ms) for _, ms in rows]
+    tail = lags[len(lags) * 2 // 3:] or [0.0]
+    keeps = max(tail) <= 3.0 and tail[-1] <= max(tail[0], 1.0) + 0.5
+    print(f"N={patients:5d}  keeps up: {'yes' if keeps else 'NO '}  lag median {statistics.median(lags or [0]):5.1f} s "
+          f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  worker CPU {cpu / elapsed:4.2f} s/s "
+          f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
+    print(f"         alarm events: {pct(alarm)}")
+    print(f"         all events  : {pct(every)}", flush=True)
+    if not every:
+        print(f"         no events stored; worker log:\n{log_tail}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--patients", default="100,250,500,1000", help="comma-separated ward sizes")
+    p.add_argument("--seconds", type=int, default=60, help="measured seconds per size")
+    p.add_argument("--warmup", type=int, default=20, help="seconds before measuring (group join, JIT, caches)")
+    p.add_argument("--profile", type=Path, help="run the worker under cProfile, writing worker-N.prof here")
+    args = p.parse_args()
+    sizes = [int(n) for n in args.patients.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        pg = PostgresCluster.start(work / "pg", database="bench", durable=True)
+        kafka = KafkaCluster.start(work / "kafka")
+        try:
+            print(f"ward benchmark: {args.seconds} s measured after {args.warmup} s warm-up; "
+                  f"{os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker on this machine")
+            for n in sizes:
+                asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile))
+        finally:
+            kafka.stop()
+            pg.stop()
+
+
+if __name__ == "__main__":
+    main()
