@@ -4,7 +4,7 @@
     vigil services [--kafka apache|tansu] [--brokers 1|3]
     vigil worker                                 the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
-    vigil simulate [--patients N] [--rate HZ] [--duration S] [--seed N]
+    vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
     vigil db migrate
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
@@ -45,11 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     svc.add_argument("--brokers", type=int, choices=(1, 3), default=1)
     sub.add_parser("worker", help="run the Faust stream worker")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
-    sim = sub.add_parser("simulate", help="publish simulated ward vitals to Kafka")
+    sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
     sim.add_argument("--patients", type=int, default=8)
-    sim.add_argument("--rate", type=float, default=1.0, help="ticks per second")
-    sim.add_argument("--duration", type=float, default=None)
+    sim.add_argument("--duration", type=int, default=None, help="seconds to publish (default: forever)")
     sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--no-ecg", dest="ecg", action="store_false", help="vitals only")
+    sim.add_argument("--onset", type=float, default=None,
+                     help="seconds before scripted deterioration starts (default: each scenario's own)")
+    sim.add_argument("--ramp", type=float, default=None, help="seconds the deterioration takes")
+    sim.add_argument("--fast", action="store_true", help="publish as fast as the broker takes it, not in real time")
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=("migrate", "rebuild-projections"))
     rpeaks = sub.add_parser("rpeaks", help="R peaks of a WFDB record through the streaming detector")
@@ -164,16 +168,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "gateway":
         return asyncio.run(_gateway(settings))
     if args.command == "simulate":
-        from streams.simulator import WardSimulator, publish
         from streams.topics import TopicNames
+        from streams.ward import SimulatedWard, publish_ward
 
-        if args.patients < 1 or args.rate <= 0:
-            raise ConfigError("--patients must be >= 1 and --rate > 0")
+        if args.patients < 1 or (args.duration is not None and args.duration < 1):
+            raise ConfigError("--patients and --duration must be >= 1")
         _need(settings.kafka_url, "VIGIL_KAFKA_URL")
-        sim = WardSimulator(args.patients, seed=args.seed)
+        ward = SimulatedWard(args.patients, seed=args.seed, topics=TopicNames(settings.topic_prefix), ecg=args.ecg,
+                             onset_s=args.onset, ramp_s=args.ramp)
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(publish(settings.kafka_bootstrap(), TopicNames(settings.topic_prefix).vitals, sim,
-                                rate=args.rate, duration=args.duration))
+            asyncio.run(publish_ward(settings.kafka_bootstrap(), ward, seconds=args.duration, realtime=not args.fast))
         return 0
     raise AssertionError(args.command)
 

@@ -118,7 +118,8 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
         for name, args in (
             ("worker", ["worker"]),
             ("gateway", ["gateway"]),
-            ("simulator", ["simulate", "--patients", str(patients)]),
+            # Deterioration compressed so the demo shows alarms within its first minute.
+            ("simulator", ["simulate", "--patients", str(patients), "--onset", "10", "--ramp", "60"]),
         ):
             child = ManagedProcess.start(name, [sys.executable, "-m", "vigil", *args], logs / f"{name}.log", env=env)
             children.append(child)
