@@ -9,6 +9,7 @@
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
     vigil rpeaks RECORD [--channel 0] [--chunk-seconds 1] [--json]
+    vigil beats RECORD [--channel 0] [--model fp32|int8] [--json]   beats and their AAMI classes (ONNX model)
     vigil triage RECORD [--json]                 confirm or reject a monitor's VT alarm (2015 challenge record)
     vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     rpeaks.add_argument("--channel", type=int, default=0)
     rpeaks.add_argument("--chunk-seconds", type=float, default=1.0)
     rpeaks.add_argument("--json", action="store_true", help='print {"fs": Hz, "peaks": [...]}')
+    beats = sub.add_parser("beats", help="beats of a WFDB record and their AAMI classes (N, S, V, F, Q)")
+    beats.add_argument("record", help="WFDB record path without extension, e.g. ../shared/data/mitdb/100")
+    beats.add_argument("--channel", type=int, default=0)
+    beats.add_argument("--model", choices=("fp32", "int8"), default="fp32")
+    beats.add_argument("--json", action="store_true", help='print {"fs": Hz, "beats": [[sample, class], ...]}')
     triage = sub.add_parser("triage", help="confirm or reject a bedside monitor's alarm from its record")
     triage.add_argument("record", help="WFDB record path without extension, e.g. ../shared/data/challenge2015/v100s")
     triage.add_argument("--json", action="store_true", help='print {"alarm": type, "true_alarm": bool}')
@@ -130,6 +136,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.chunk_seconds <= 0:
             raise ConfigError("--chunk-seconds must be > 0")
         return rpeaks_run(args.record, args.channel, args.chunk_seconds, args.json)
+    if args.command == "beats":
+        from vigil.beats_cli import run as beats_run
+
+        return beats_run(args.record, args.channel, args.json, args.model)
     if args.command == "triage":
         from vigil.triage_cli import run as triage_run
 

@@ -1,0 +1,158 @@
+"""Detectors: accuracy and speed of Vigil's decision layer (``detectors/``). Prints, asserting nothing:
+
+  1. Beat classifier (``detectors/models/beats-v1*.onnx``) on the MIT-BIH DS2 records
+     present in the data folder (de Chazal 2004's test set; the model never saw them),
+     through the worker's chain: `EcgAnalyzer` + `BeatFeatureStream`, lead MLII, 1-second
+     chunks. Se / +P for V and S (and N, F), accuracy, per record and gross, fp32 against
+     int8. Scoring is strict (`detectors.training.mitdb`): beats the detector missed are
+     false negatives, detections matching no reference beat within 150 ms count against
+     the class they were given. Then how often fp32 and int8 agree.
+  2. Beat classifier inference throughput: rows/s through `BeatClassifier.predict` on one
+     core (intra/inter-op threads 1), in batches of 1, 8 (several seconds of beats, as a
+     worker chunk brings) and all rows at once, best of 3; and, for scale, the cost of the
+     features themselves (`BeatFeatureStream` over one record, beats given).
+  3. NEWS2 scorings/s: not measured yet (section reserved, see `news2_throughput`).
+  4. VT alarm triage score: not measured yet (section reserved, see `vt_triage`).
+
+Data: ``$VIGIL_DATA_DIR`` (default ../shared/data next to the repo), folder mitdb/.
+
+    .venv/bin/python bench/detectors.py                 # all DS2 records present (~1 min)
+    .venv/bin/python bench/detectors.py --records 100,200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # "per core": no hidden threads
+
+# Run as a script, this folder is sys.path[0], and bench/event_store.py would shadow
+# the `event_store` package: drop that entry (the project is installed in the venv).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+import numpy as np  # noqa: E402
+
+from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier, model_path  # noqa: E402
+from detectors.beat_features import beat_features  # noqa: E402
+from detectors.training.mitdb import (  # noqa: E402
+    DS2_PRESENT, Confusion, RecordData, data_dir, load_record, record_data,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pct(x: float) -> str:
+    return f"{'-':>6}" if x != x else f"{100 * x:6.1f}"  # nan: no such beats on either side
+
+
+def _figures(c: Confusion) -> str:
+    return "  ".join(f"{_pct(c.sensitivity(k))} {_pct(c.predictivity(k))}" for k in ("V", "S", "N", "F")) \
+        + f"  {100 * c.accuracy():7.2f}"
+
+
+# --- 1. beat classifier accuracy -------------------------------------------------------------
+
+def beat_accuracy(data: list[RecordData], models: dict[str, BeatClassifier]) -> None:
+    print(f"1. Beat classifier on MIT-BIH DS2 (records present: {' '.join(d.name for d in data)}), "
+          "strict scoring, %")
+    for name, clf in models.items():
+        print(f"   {name}: {clf.path.name}, {clf.path.stat().st_size:,} bytes, version {clf.model_version}, "
+              f"sha256 {clf.model_sha256}")
+    head = "  ".join(f"{k + ' Se':>6} {k + ' +P':>6}" for k in ("V", "S", "N", "F")) + f"  {'acc':>7}"
+    print(f"{'record':<8} {'model':<5} {'beats':>6}  {head}")
+    totals = {name: Confusion.empty() for name in models}
+    labels: dict[str, list[np.ndarray]] = {name: [] for name in models}
+    for d in data:
+        for name, clf in models.items():
+            predicted, _ = clf.predict(d.rows.features)
+            labels[name].append(predicted)
+            c = Confusion.empty()
+            c.add(d.labels, predicted, d.missed)
+            totals[name] += c
+            print(f"{d.name:<8} {name:<5} {len(d.rows):6d}  {_figures(c)}")
+    detections = sum(len(d.rows) for d in data)
+    for name, c in totals.items():
+        print(f"{'GROSS':<8} {name:<5} {detections:6d}  {_figures(c)}")
+    if len(models) == 2:
+        a, b = (np.concatenate(v) for v in labels.values())
+        changed = np.flatnonzero(a != b)
+        moves = ", ".join(f"{AAMI_CLASSES[int(a[i])]}->{AAMI_CLASSES[int(b[i])]}" for i in changed[:10])
+        print(f"fp32 and int8 agree on {a.shape[0] - changed.shape[0]}/{a.shape[0]} beats"
+              f"{' (' + moves + (' ...' if changed.shape[0] > 10 else '') + ')' if moves else ''}")
+    for name, c in totals.items():
+        print(f"\n{name} confusion (rows: reference, columns: prediction):\n{c.table()}")
+    print()
+
+
+# --- 2. beat classifier throughput -----------------------------------------------------------
+
+def beat_throughput(data: list[RecordData], models: dict[str, BeatClassifier], repeat: int = 3) -> None:
+    rows = np.concatenate([d.rows.features for d in data])
+    print(f"2. Beat classifier inference, one core, {rows.shape[0]} rows, best of {repeat}")
+    print(f"{'model':<6} {'batch':>7} {'rows/s':>12} {'us/row':>9}")
+    for name, clf in models.items():
+        clf.predict(rows[:64])  # warm-up: first-run allocations
+        for batch in (1, 8, rows.shape[0]):
+            n = min(rows.shape[0], 2000) if batch == 1 else rows.shape[0]
+            best = float("inf")
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                for i in range(0, n, batch):
+                    clf.predict(rows[i:min(i + batch, n)])
+                best = min(best, time.perf_counter() - t0)
+            label = "all" if batch == rows.shape[0] else str(batch)
+            print(f"{name:<6} {label:>7} {n / best:12,.0f} {best / n * 1e6:9.2f}")
+    first = data[0]
+    signal = load_record(first.name).signal
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        beat_features(signal, first.rows.samples, sampling_rate=first.fs)
+        best = min(best, time.perf_counter() - t0)
+    print(f"features: BeatFeatureStream over record {first.name}, {len(first.rows)} beats: "
+          f"{len(first.rows) / best:,.0f} beats/s ({best / len(first.rows) * 1e6:.0f} us/beat)")
+    print()
+
+
+# --- 3. NEWS2 scorings/s (reserved) ----------------------------------------------------------
+
+def news2_throughput() -> None:
+    """Reserved for NEWS2 scorings/s (`detectors.news2.score_news2`); to be written."""
+    print("3. NEWS2 scorings/s: not measured yet\n")
+
+
+# --- 4. VT alarm triage score (reserved) -----------------------------------------------------
+
+def vt_triage() -> None:
+    """Reserved for the VT false-alarm triage score on data/challenge2015; to be written."""
+    print("4. VT alarm triage: not measured yet\n")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--records", help=f"comma-separated mitdb records (default: DS2 present, {','.join(DS2_PRESENT)})")
+    p.add_argument("--models", default="fp32,int8", help="comma-separated: fp32, int8 (default both)")
+    args = p.parse_args()
+    mitdb = data_dir() / "mitdb"
+    if not mitdb.is_dir():
+        sys.exit(f"no MIT-BIH records at {mitdb}: set VIGIL_DATA_DIR to the folder holding mitdb/")
+    records = args.records.split(",") if args.records else list(DS2_PRESENT)
+    models = {v: BeatClassifier(model_path("int8" if v == "int8" else "fp32")) for v in args.models.split(",")}
+    print(f"data {data_dir()}")
+    t0 = time.perf_counter()
+    data = [record_data(r) for r in records]
+    print(f"chain (EcgAnalyzer + BeatFeatureStream) over {len(records)} records: {time.perf_counter() - t0:.1f} s\n")
+    beat_accuracy(data, models)
+    beat_throughput(data, models)
+    news2_throughput()
+    vt_triage()
+
+
+if __name__ == "__main__":
+    main()
