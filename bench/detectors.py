@@ -11,10 +11,15 @@
      core (intra/inter-op threads 1), in batches of 1, 8 (several seconds of beats, as a
      worker chunk brings) and all rows at once, best of 3; and, for scale, the cost of the
      features themselves (`BeatFeatureStream` over one record, beats given).
-  3. NEWS2 scorings/s: not measured yet (section reserved, see `news2_throughput`).
-  4. VT alarm triage score: not measured yet (section reserved, see `vt_triage`).
+  3. NEWS2 scorings/s: `score_news2` over 100,000 seeded random observations spanning
+     every band, one core; and through `parse_observation` (the CLI's path) as well.
+  4. VT alarm triage (`detectors.vt_triage`) on the ventricular-tachycardia records of
+     data/challenge2015, with the 2015 Challenge score (TP+TN)/(TP+TN+FP+5 FN): on the
+     held-out half (the figure to quote), pooled 5-fold cross-validation, the tuning half
+     and, in-sample, all records; each names its records (`detectors.training.vt_eval`).
 
-Data: ``$VIGIL_DATA_DIR`` (default ../shared/data next to the repo), folder mitdb/.
+Data: ``$VIGIL_DATA_DIR`` (default ../shared/data next to the repo), folders mitdb/ and
+challenge2015/.
 
     .venv/bin/python bench/detectors.py                 # all DS2 records present (~1 min)
     .venv/bin/python bench/detectors.py --records 100,200
@@ -120,18 +125,46 @@ def beat_throughput(data: list[RecordData], models: dict[str, BeatClassifier], r
     print()
 
 
-# --- 3. NEWS2 scorings/s (reserved) ----------------------------------------------------------
+# --- 3. NEWS2 scorings/s ---------------------------------------------------------------------
 
-def news2_throughput() -> None:
-    """Reserved for NEWS2 scorings/s (`detectors.news2.score_news2`); to be written."""
-    print("3. NEWS2 scorings/s: not measured yet\n")
+def news2_throughput(n: int = 100_000) -> None:
+    from detectors.news2 import Acvpu, News2Observation, parse_observation, score_news2
+
+    rng = np.random.default_rng(2017)
+    docs = [{"rr": int(rng.integers(4, 40)), "spo2": int(rng.integers(80, 101)), "spo2_scale": int(rng.integers(1, 3)),
+             "oxygen": bool(rng.integers(0, 2)), "sbp": int(rng.integers(70, 230)), "hr": int(rng.integers(30, 160)),
+             "acvpu": str(rng.choice(["A", "C", "V", "P", "U"])), "temp": round(float(rng.uniform(34.0, 40.5)), 1)}
+            for _ in range(n)]
+    observations = [News2Observation(d["rr"], d["spo2"], d["spo2_scale"], d["oxygen"], d["sbp"], d["hr"],
+                                     Acvpu(d["acvpu"]), d["temp"]) for d in docs]
+    t0 = time.perf_counter()
+    risks: dict[str, int] = {}
+    for obs in observations:
+        r = score_news2(obs).risk
+        risks[r] = risks.get(r, 0) + 1
+    scored = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for d in docs:
+        score_news2(parse_observation(d))
+    parsed = time.perf_counter() - t0
+    print(f"3. NEWS2, {n:,} seeded random observations, one core")
+    print(f"   score_news2                  {n / scored:12,.0f} scorings/s")
+    print(f"   parse_observation + score    {n / parsed:12,.0f} scorings/s")
+    print(f"   risk bands: {dict(sorted(risks.items()))}\n")
 
 
-# --- 4. VT alarm triage score (reserved) -----------------------------------------------------
+# --- 4. VT alarm triage score ----------------------------------------------------------------
 
 def vt_triage() -> None:
-    """Reserved for the VT false-alarm triage score on data/challenge2015; to be written."""
-    print("4. VT alarm triage: not measured yet\n")
+    from detectors.training.vt_eval import challenge_score
+
+    root = data_dir() / "challenge2015"
+    print(f"4. VT alarm triage on {root}")
+    if not root.is_dir():
+        print("   no challenge2015 folder: skipped\n")
+        return
+    challenge_score(root)
+    print()
 
 
 def main() -> None:
