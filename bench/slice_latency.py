@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -32,7 +33,9 @@ from websockets.asyncio.client import connect
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
+from dashboards.config import GatewayConfig  # noqa: E402
 from dashboards.gateway import Gateway  # noqa: E402
+from dashboards.tokens import issue_token  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from streams.simulator import WardSimulator, publish  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
@@ -53,7 +56,8 @@ async def measure(bootstrap: str, database_url: str, embedded: bool, patients: i
     prefix = f"bench{int(time.time())}"
     store = await PostgresRecorder.connect(database_url)
     await store.migrate()
-    gateway = Gateway(store)
+    secret = secrets.token_urlsafe(32)
+    gateway = Gateway(store, GatewayConfig(jwt_secret=secret))
     server = await gateway.start("127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     env = dict(os.environ) | {
@@ -67,7 +71,8 @@ async def measure(bootstrap: str, database_url: str, embedded: bool, patients: i
 
     async def client() -> None:
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            await ws.send(json.dumps({"type": "subscribe", "last_position": 0}))
+            await ws.send(json.dumps({"type": "auth", "last_position": 0,
+                                      "token": issue_token(secret, "bench", "nurse", ["ward-1"], ttl_s=3600)}))
             async for raw in ws:
                 now = time.time()
                 msg = json.loads(raw)

@@ -9,6 +9,7 @@ never a skip.
 from __future__ import annotations
 
 import functools
+import os
 import json
 import re
 import shutil
@@ -56,8 +57,10 @@ def _compose_config() -> tuple[dict[str, Any] | None, str | None]:
     cmd = [docker, "compose", "-f", str(COMPOSE_FILE), "config", "--format", "json"]
     shown = " ".join(cmd)
     try:
+        # The gateway's signing key is required (compose refuses without it): give a test one.
+        env = dict(os.environ, VIGIL_JWT_SECRET="compose-validation-" + "k" * 32)
         proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+            cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False, env=env
         )
     except subprocess.TimeoutExpired:
         return None, f"`{shown}` timed out"

@@ -38,10 +38,10 @@ def _wait_for_url(proc: subprocess.Popen[str], timeout: float) -> tuple[str, lis
     raise AssertionError("demo printed no dashboard URL:\n" + "\n".join(lines))
 
 
-async def _watch(ws_url: str, timeout: float) -> dict[str, list[dict[str, Any]]]:
+async def _watch(ws_url: str, timeout: float, token: str) -> dict[str, list[dict[str, Any]]]:
     by_type: dict[str, list[dict[str, Any]]] = {}
     async with connect(ws_url) as ws:
-        await ws.send(json.dumps({"type": "subscribe", "last_position": 0}))
+        await ws.send(json.dumps({"type": "auth", "token": token, "last_position": 0}))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and "AlertRaised" not in by_type:
             msg = json.loads(await asyncio.wait_for(ws.recv(), deadline - time.monotonic()))
@@ -64,7 +64,10 @@ def test_make_demo_streams_vitals_and_an_alarm_to_a_websocket_client(tmp_path: P
         url_after = time.monotonic() - started
         with urllib.request.urlopen(url, timeout=5) as page:
             assert b"Vigil" in page.read()
-        events = asyncio.run(_watch(url.replace("http://", "ws://") + "ws", timeout=90))
+        # The demo gateway hands the page a token without a login (loopback only).
+        with urllib.request.urlopen(url + "demo-token", timeout=5) as reply:
+            token = json.loads(reply.read())["token"]
+        events = asyncio.run(_watch(url.replace("http://", "ws://") + "ws", timeout=90, token=token))
         assert "VitalsObserved" in events, f"no vitals; got {sorted(events)}"
         assert {e["payload"]["patient_id"] for e in events["VitalsObserved"]} <= {"p0001", "p0002", "p0003", "p0004"}
         alarms = events.get("AlertRaised", [])

@@ -10,6 +10,7 @@
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
     vigil rpeaks RECORD [--channel 0] [--chunk-seconds 1] [--json]
     vigil beats RECORD [--channel 0] [--model fp32|int8] [--json]   beats and their AAMI classes (ONNX model)
+    vigil token --user NAME --role ROLE --ward W [--ward W2] [--ttl S]   a dashboard token (needs VIGIL_JWT_SECRET)
     vigil triage RECORD [--json]                 confirm or reject a monitor's VT alarm (2015 challenge record)
     vigil audit replay (--stream ID | --patient ID) [--from TIME] [--to TIME] [--actor NAME]
 
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     beats.add_argument("--channel", type=int, default=0)
     beats.add_argument("--model", choices=("fp32", "int8"), default="fp32")
     beats.add_argument("--json", action="store_true", help='print {"fs": Hz, "beats": [[sample, class], ...]}')
+    token = sub.add_parser("token", help="issue a signed dashboard token (HS256, key from VIGIL_JWT_SECRET)")
+    token.add_argument("--user", required=True)
+    token.add_argument("--role", required=True, choices=("nurse", "physician", "auditor", "admin"))
+    token.add_argument("--ward", action="append", default=[], help="ward the user may see (repeatable)")
+    token.add_argument("--ttl", type=float, default=12 * 3600, help="seconds the token is valid (default 12 h)")
     triage = sub.add_parser("triage", help="confirm or reject a bedside monitor's alarm from its record")
     triage.add_argument("record", help="WFDB record path without extension, e.g. ../shared/data/challenge2015/v100s")
     triage.add_argument("--json", action="store_true", help='print {"alarm": type, "true_alarm": bool}')
@@ -140,6 +146,21 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from vigil.beats_cli import run as beats_run
 
         return beats_run(args.record, args.channel, args.json, args.model)
+    if args.command == "token":
+        import os
+
+        from dashboards.tokens import issue_token
+
+        secret = os.environ.get("VIGIL_JWT_SECRET")
+        if not secret:
+            raise ConfigError("VIGIL_JWT_SECRET is not set (the key the gateway verifies tokens with)")
+        if args.role in ("nurse", "physician") and not args.ward:
+            raise ConfigError(f"a {args.role} needs at least one --ward")
+        try:
+            print(issue_token(secret, args.user, args.role, args.ward, args.ttl))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+        return 0
     if args.command == "triage":
         from vigil.triage_cli import run as triage_run
 
@@ -193,11 +214,17 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _gateway(settings: Settings) -> int:
+    from dashboards.config import GatewayConfig, GatewayConfigError
     from dashboards.gateway import Gateway
     from event_store.postgres import PostgresRecorder
     from event_store.projections import PostgresProjector
     from event_store.store import EventStore
 
+    try:
+        gateway_config = GatewayConfig.from_env()
+        gateway_config.check_bind(settings.gateway_host)
+    except GatewayConfigError as e:
+        raise ConfigError(str(e)) from e
     url = _need(settings.database_url, "VIGIL_DATABASE_URL")
     store = await PostgresRecorder.connect(url)
     await store.migrate()
@@ -205,7 +232,7 @@ async def _gateway(settings: Settings) -> int:
     # gateways may run it at once, the projector's checkpoint lock serialises them.
     projector = await PostgresProjector.connect(url, store)
     projecting = asyncio.create_task(projector.run(), name="projector")
-    gateway = Gateway(EventStore(store))
+    gateway = Gateway(EventStore(store), gateway_config)
     server = await gateway.start(settings.gateway_host, settings.gateway_port)
     port = server.sockets[0].getsockname()[1] if server.sockets else settings.gateway_port
     print(f"gateway listening on http://{settings.gateway_host}:{port}/", flush=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
@@ -112,6 +113,9 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
             "VIGIL_TOPIC_PREFIX": prefix,
             "VIGIL_KAFKA_EMBEDDED": "1" if embedded else "0",
             "VIGIL_GATEWAY_PORT": str(port),
+            # The demo page fetches a token from the gateway (loopback only) instead of a login.
+            "VIGIL_GATEWAY_DEMO": "1",
+            "VIGIL_JWT_SECRET": os.environ.get("VIGIL_JWT_SECRET") or secrets.token_urlsafe(32),
         }
         logs = state / "logs"
         children: list[ManagedProcess] = []

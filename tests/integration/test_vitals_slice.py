@@ -18,7 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from websockets.asyncio.client import connect
 
+from dashboards.config import GatewayConfig
 from dashboards.gateway import Gateway
+from dashboards.tokens import issue_token
 from event_store.postgres import PostgresRecorder
 from streams.dead_letter import decode_dead_letter
 from streams.topics import TopicNames
@@ -28,6 +30,7 @@ from vigil.services.process import ManagedProcess
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 HR_LIMIT = 130
+SECRET = "vitals-slice-test-secret-" + "x" * 8
 BROKEN = b'{"schema_version": 1, "patient_id": "pB"'
 
 
@@ -63,7 +66,7 @@ async def test_hr_alarm_reaches_websocket_client_exactly_once(
     topics = TopicNames(topic_prefix)
     store = await PostgresRecorder.connect(database_url)
     await store.migrate()
-    gateway = Gateway(store)
+    gateway = Gateway(store, GatewayConfig(jwt_secret=SECRET))
     server = await gateway.start("127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     worker = start_worker(bootstrap, database_url, topic_prefix, kind == "tansu", tmp_path / "worker.log")
@@ -86,7 +89,8 @@ async def test_hr_alarm_reaches_websocket_client_exactly_once(
 
         seen: list[dict[str, Any]] = []
         async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
-            await ws.send(json.dumps({"type": "subscribe", "last_position": 0}))
+            await ws.send(json.dumps({"type": "auth", "last_position": 0,
+                                      "token": issue_token(SECRET, "n1", "nurse", ["ward-1"], ttl_s=600)}))
             alarm = await receive_until(
                 ws, lambda m: m.get("event_type") == "AlertRaised", timeout=120, seen=seen)
         assert alarm["payload"]["patient_id"] == "pA"
