@@ -7,13 +7,20 @@ stream ids are unique per run, so an existing one can be reused), and prints:
   batched append    events/s, 100 / 1 000 / 10 000 events per append_batch (50 streams)
   single append     events/s, 1 and 16 concurrent writers, one stream each
   subscription      commit -> delivery latency p50/p99 at ~200 events/s
-  read_all          events/s paging read_all(after, 10 000) over the whole log
+  read_all          events/s paging read_all(after, 10 000) over the whole log; then
+                    again, reading every field of every event (a RecordedEvent decodes
+                    its payload, metadata and times on first access)
   replay            events/s of PostgresProjector.rebuild() over the whole log, into a
                     schema of its own (bench_<run id>)
                     (an in-process fold of latest vitals if event_store.projections is absent)
   verify            events/s of recorder.verify() over the whole log
   bytes/event       pg_total_relation_size(events partitions + event_ids + streams) / count
 
+The header states the event (a VitalsObserved of ~80 B payload and ~85 B metadata)
+and the load average: the machine may be shared, and every figure here is CPU-bound.
+So the batched, read_all and verify lines also give CPU time per event: this
+process's, and (private cluster only) the server's, i.e. the postmaster and all its
+children, background writers and autovacuum included.
 Batched rates count only the time inside append_batch (events are built outside
 it); single-event rates are events / wall time. Nothing is asserted; figures only.
 
@@ -46,6 +53,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent  # noqa: E402
+from event_store.integrity import encode_json  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
 import contextlib
@@ -79,17 +87,49 @@ def line(label: str, value: str) -> None:
     print(f"  {label:<44} {value}", flush=True)
 
 
-async def batched(rec: PostgresRecorder, size: int, seconds: float) -> None:
-    events, spent, calls = 0, 0.0, 0
+class Cpu:
+    """CPU seconds used by this process and, for a private cluster, by the server (its
+    postmaster and every child, read from /proc: Linux only). On a shared machine CPU
+    per event says more than events/s, which other processes' load slows down."""
+
+    def __init__(self, postmaster: int | None) -> None:
+        self._postmaster = postmaster
+        self._seen: dict[int, float] = {}  # pid -> CPU seconds when last read (backends come and go)
+
+    def server(self) -> float:
+        if self._postmaster is None:
+            return float("nan")
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # the process ended meanwhile
+            pid = int(stat.parent.name)
+            if pid == self._postmaster or int(fields[1]) == self._postmaster:
+                self._seen[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return sum(self._seen.values())
+
+    @staticmethod
+    def per_event(client: float, server: float, events: int) -> str:
+        text = f"CPU/event: client {client / events * 1e6:.1f} us"
+        return text if server != server else f"{text} + server {server / events * 1e6:.1f} us"  # nan: unknown
+
+
+async def batched(rec: PostgresRecorder, cpu: Cpu, size: int, seconds: float) -> None:
+    events, spent, client, calls = 0, 0.0, 0.0, 0
+    server = cpu.server()
     while spent < seconds or calls < 2:
         reqs = batch(f"b{size}", size)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         await rec.append_batch(reqs)
         spent += time.perf_counter() - t
+        client += time.process_time() - c
         events += sum(len(r.events) for r in reqs)
         calls += 1
+    server = cpu.server() - server
     line(f"batched append, {size:>6,} events/call", f"{events / spent:>10,.0f} events/s  "
-         f"({calls} calls, {spent / calls * 1000:.1f} ms/call)")
+         f"({calls} calls, {spent / calls * 1000:.1f} ms/call, {len(reqs)} streams x {len(reqs[0].events)}; "
+         f"{cpu.per_event(client, server, events)})")
 
 
 async def single(rec: PostgresRecorder, writers: int, seconds: float) -> None:
@@ -200,8 +240,9 @@ async def replay(rec: PostgresRecorder, url: str) -> None:
          f"({n:,} events -> latest vitals of {len(latest)} streams in {dt:.1f} s)")
 
 
-async def measure(url: str, quick: bool) -> None:
+async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
     secs = 1.0 if quick else 4.0
+    cpu = Cpu(postmaster)
     rec = await PostgresRecorder.connect(url, max_size=20)
     await rec.migrate()
     info = await asyncpg.connect(url)
@@ -209,22 +250,38 @@ async def measure(url: str, quick: bool) -> None:
         version, fsync, sync = [await info.fetchval(f"SHOW {name}") for name in
                                 ("server_version", "fsync", "synchronous_commit")]
         print(f"cores={os.cpu_count()}  PostgreSQL {version}  fsync={fsync} synchronous_commit={sync}"
-              f"  mode={'quick' if quick else 'default'}")
+              f"  mode={'quick' if quick else 'default'}  load average {os.getloadavg()[0]:.1f} at start")
+        sample = [vitals("patient-x", "p0001", 0) for _ in range(1000)]
+        payload, metadata = (statistics.fmean(len(encode_json(getattr(e, f)).encode()) for e in sample)
+                             for f in ("payload", "metadata"))
+        print(f"event: VitalsObserved, {payload:.0f} B payload + {metadata:.0f} B metadata (JSON text); "
+              "batches spread over 50 streams")
         for size in (100, 1_000, 10_000):
-            await batched(rec, size, secs)
+            await batched(rec, cpu, size, secs)
         for writers in (1, 16):
             await single(rec, writers, secs)
         await subscription(rec, 200.0, 2.0 if quick else 5.0)
-        t = time.perf_counter()
+        t, c, server = time.perf_counter(), time.process_time(), cpu.server()
         total = await read_pages(rec)
-        dt = time.perf_counter() - t
-        line("read_all, 10 000/page", f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s)")
+        dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
+        line("read_all, 10 000/page", f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s; "
+             f"{cpu.per_event(c, server, total)})")
+
+        def touch(page: list[RecordedEvent]) -> None:
+            for e in page:
+                e.payload, e.metadata, e.occurred_at, e.recorded_at  # noqa: B018 - decoded on first access
+
+        t, c, server = time.perf_counter(), time.process_time(), cpu.server()
+        total = await read_pages(rec, touch)
+        dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
+        line("read_all, 10 000/page, every field decoded", f"{total / dt:>10,.0f} events/s  ({total:,} events in "
+             f"{dt:.1f} s; {cpu.per_event(c, server, total)})")
         await replay(rec, url)
-        t = time.perf_counter()
+        t, c, server = time.perf_counter(), time.process_time(), cpu.server()
         report = await rec.verify()
-        dt = time.perf_counter() - t
+        dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
         line("verify (hash chain)", f"{report.events / dt:>10,.0f} events/s  "
-             f"(ok={report.ok}, {report.events:,} events in {dt:.1f} s)")
+             f"(ok={report.ok}, {report.events:,} events in {dt:.1f} s; {cpu.per_event(c, server, report.events)})")
         timescale = await info.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
         size = await info.fetchval(
             ("SELECT hypertable_size('events')" if timescale else
@@ -233,6 +290,7 @@ async def measure(url: str, quick: bool) -> None:
         count = await info.fetchval("SELECT count(*) FROM events")
         line("bytes per event on disk", f"{size / count:>10,.0f} B  ({size / 2**20:.1f} MiB / {count:,} events, "
              "heap+TOAST+indexes of events partitions, event_ids, streams)")
+        print(f"load average {os.getloadavg()[0]:.1f} at end (other processes share the {os.cpu_count()} cores)")
     finally:
         await info.close()
         await rec.close()
@@ -249,7 +307,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pg = PostgresCluster.start(Path(tmp) / "pg", database="bench", durable=True)
         try:
-            asyncio.run(measure(pg.url, args.quick))
+            postmaster = int((pg.datadir / "data" / "postmaster.pid").read_text().split()[0])
+            asyncio.run(measure(pg.url, args.quick, postmaster))
         finally:
             pg.stop()
 

@@ -1,15 +1,21 @@
-"""The recorder contract every backend implements, and the sequencing step they share.
+"""The recorder contract every backend implements, and the sequencing steps they share.
 
 An `EventRecorder` stores events exactly as given and returns them exactly as
 stored (no upcasting; see `event_store.store.EventStore` for that). Backends:
 `event_store.memory.MemoryRecorder` and `event_store.postgres.PostgresRecorder`;
 `tests/contract/` runs one suite against both.
 
-Appending is two steps. Outside any lock, `prepare()` encodes every event and
-computes its leaf hash (the expensive part). Then, inside the backend's sequencer
-(one writer at a time), `sequence()` checks idempotency and expected versions
-against the current state and gives each new event its position (the next integer:
-positions have no gaps), stream version and chain hash (one SHA-256 each).
+Appending is three pure steps around the backend's sequencer (one writer at a time):
+
+1. `prepare()` encodes each event's payload and metadata and computes its leaf hash
+   (the expensive part). It needs no log state, so it can run before the sequencer
+   lock, or under it in slices while the database is busy taking in rows (large
+   PostgreSQL batches, see `event_store.postgres`).
+2. `assign()`, inside the sequencer, checks idempotency and expected versions against
+   the current state and gives each new event its position (the next integer:
+   positions have no gaps) and stream version.
+3. `chain()`, inside the sequencer, links the new events' leaves onto the head's
+   chain hash (one SHA-256 each) and lays out the rows to write.
 """
 
 from __future__ import annotations
@@ -18,15 +24,15 @@ import abc
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
-from event_store.integrity import StoredRow, VerifyReport, encode_json, leaf_hash, link, micros, verify
+from event_store.integrity import StoredFields, StoredRow, VerifyReport, encode_json, leaf_hash, link, micros, verify
 
-__all__ = ["EventRecorder", "LogHead", "NewRow", "Prepared", "Sequenced", "prepare", "sequence"]
+__all__ = ["EventRecorder", "LogHead", "Prepared", "prepare", "Assignment", "assign", "NewRow", "chain"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,98 +41,112 @@ class LogHead:
     chain_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """What can be computed for an event before the sequencer lock."""
-
-    payload_json: str
-    metadata_json: str
-    leaf: bytes
+Prepared = tuple[str, str, str, bytes]
+"""What `prepare()` computes for an event: its id as text (the canonical form, which
+asyncpg also parses faster than it reads a `uuid.UUID`), payload JSON, metadata
+JSON, and leaf hash."""
 
 
-def prepare(requests: Sequence[AppendRequest], recorded_at: datetime) -> dict[uuid.UUID, Prepared]:
-    """Encode and leaf-hash every requested event. Pure; runs outside the lock, so
-    concurrent writers do this work in parallel."""
-    out: dict[uuid.UUID, Prepared] = {}
+def prepare(events: Iterable[NewEvent], recorded_at: datetime) -> list[Prepared]:
+    """Encode and leaf-hash every event, in order. Pure; needs no log state."""
+    out: list[Prepared] = []
     recorded_us = micros(recorded_at)
-    for req in requests:
-        for e in req.events:
-            payload_json, metadata_json = encode_json(e.payload), encode_json(e.metadata)
-            out[e.event_id] = Prepared(payload_json, metadata_json, leaf_hash(
-                str(e.event_id), e.stream_id, e.event_type, e.schema_version, micros(e.occurred_at),
-                recorded_us, payload_json, metadata_json))
+    encode = encode_json
+    for e in events:
+        event_id, payload_json, metadata_json = str(e.event_id), encode(e.payload), encode(e.metadata)
+        out.append((event_id, payload_json, metadata_json, leaf_hash(
+            event_id, e.stream_id, e.event_type, e.schema_version, micros(e.occurred_at), recorded_us,
+            payload_json, metadata_json)))
     return out
 
 
 @dataclass(frozen=True, slots=True)
-class NewRow:
-    """A new event with everything the sequencer decided for it."""
-
-    position: int
-    event: NewEvent
-    stream_version: int
-    payload_json: str
-    metadata_json: str
-    chain_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Sequenced:
-    new: list[NewRow]
-    """Rows to write, in position order."""
+class Assignment:
+    events: list[NewEvent]
+    """The events to write, in position order: ``events[i]`` gets position ``first + i``.
+    (Parallel lists rather than a tuple per event: fewer objects for the garbage
+    collector to track through a large batch.)"""
+    versions: list[int]
+    """The stream version of each of `events`."""
     positions: dict[uuid.UUID, int]
     """Position of every event in the requests, new or already stored."""
     streams: dict[str, int]
     """New version of every stream that grows."""
-    head: LogHead
+    position: int
+    """The log's last position once the new events are written."""
+
+    @property
+    def first(self) -> int:
+        return self.position - len(self.events) + 1
 
 
-def sequence(
+def assign(
     requests: Sequence[AppendRequest],
-    prepared: Mapping[uuid.UUID, Prepared],
-    recorded_at: datetime,
-    head: LogHead,
+    head_position: int,
     stream_versions: Mapping[str, int],
     stored: Mapping[uuid.UUID, tuple[str, int]],
-) -> Sequenced:
-    """Decide what an atomic batch appends; runs inside the sequencer lock. Pure.
+) -> Assignment:
+    """Decide what an atomic batch appends; runs inside the sequencer. Pure.
 
     ``stream_versions``: current version of each requested stream (absent = 0).
     ``stored``: ``event_id -> (stream_id, position)`` for requested ids already in the log.
     An event already stored is skipped and keeps its position (idempotency); the
-    expected-version check applies to the events that are new.
+    expected-version check applies to the events that are new. Raises
+    `ConcurrencyConflict` or `DuplicateEvent` before anything is decided.
     """
     positions: dict[uuid.UUID, int] = {}
     versions = dict(stream_versions)
-    new: list[NewRow] = []
-    previous = head.chain_hash
-    position = head.position
+    new: list[NewEvent] = []
+    new_versions: list[int] = []
+    position = head_position
     for req in requests:
-        fresh: list[NewEvent] = []
+        current = before = versions.get(req.stream_id, 0)
         for e in req.events:
-            if e.event_id in stored:
-                owner, at = stored[e.event_id]
+            event_id = e.event_id
+            if stored and (hit := stored.get(event_id)) is not None:
+                owner, at = hit
                 if owner != e.stream_id:
-                    raise DuplicateEvent(f"event_id {e.event_id} is already stored in stream {owner!r}")
-                positions[e.event_id] = at
-            elif e.event_id not in positions:
-                positions[e.event_id] = 0  # placeholder: a repeat inside the batch is skipped
-                fresh.append(e)
-        if not fresh:
-            continue
-        current = versions.get(req.stream_id, 0)
-        if req.expected_version is not None and req.expected_version != current:
-            raise ConcurrencyConflict(req.stream_id, req.expected_version, current)
-        for e in fresh:
-            current += 1
-            position += 1
-            p = prepared[e.event_id]
-            previous = link(previous, p.leaf)
-            positions[e.event_id] = position
-            new.append(NewRow(position, e, current, p.payload_json, p.metadata_json, previous))
-        versions[req.stream_id] = current
+                    raise DuplicateEvent(f"event_id {event_id} is already stored in stream {owner!r}")
+                positions[event_id] = at
+            elif event_id not in positions:  # else a repeat inside the batch: skipped
+                current += 1
+                position += 1
+                positions[event_id] = position
+                new.append(e)
+                new_versions.append(current)
+        if current != before:
+            # Only a request that adds events is checked; if it fails, nothing is kept.
+            if req.expected_version is not None and req.expected_version != before:
+                raise ConcurrencyConflict(req.stream_id, req.expected_version, before)
+            versions[req.stream_id] = current
     changed = {s: v for s, v in versions.items() if v != stream_versions.get(s, 0)}
-    return Sequenced(new, positions, changed, LogHead(position, previous))
+    return Assignment(new, new_versions, positions, changed, position)
+
+
+NewRow = tuple[int, str, str, int, str, int, datetime, datetime, str, str, bytes]
+"""A new event as written, in the ``events`` table's column order: position, event
+id (text), stream id, stream version, event type, schema version, occurred at,
+recorded at, payload JSON, metadata JSON, chain hash. (A plain tuple: a large batch
+builds one per event, and asyncpg's COPY takes them as they are.)"""
+
+
+def chain(
+    plan: Assignment, prepared: Sequence[Prepared], recorded_at: datetime, previous: bytes, start: int = 0,
+) -> tuple[list[NewRow], bytes]:
+    """The rows for ``plan.events[start:start + len(prepared)]`` (``prepared`` in the
+    same order), each linked onto ``previous``, the chain hash before them; and the
+    last chain hash. Pure; call it on consecutive slices to spread the work, passing
+    each slice's last hash to the next."""
+    rows: list[NewRow] = []
+    stop = start + len(prepared)
+    position = plan.first + start
+    for e, version, (event_id, payload_json, metadata_json, leaf) in zip(
+            plan.events[start:stop], plan.versions[start:stop], prepared, strict=True):
+        previous = link(previous, leaf)
+        rows.append((position, event_id, e.stream_id, version, e.event_type, e.schema_version, e.occurred_at,
+                     recorded_at, payload_json, metadata_json, previous))
+        position += 1
+    return rows, previous
 
 
 class EventRecorder(abc.ABC):
@@ -170,18 +190,24 @@ class EventRecorder(abc.ABC):
         """Rows exactly as stored (payload and metadata as their stored text), in
         position order: what `verify` checks."""
 
+    async def _read_stored_fields(self, after: int, limit: int) -> Sequence[StoredFields]:
+        """`read_stored` for `verify`: a backend may return plain tuples, which are
+        cheaper to build than `StoredRow`."""
+        return await self.read_stored(after, limit)
+
     async def verify(self, page: int = 10_000) -> VerifyReport:
         """Recompute the hash chain over the whole log (see `event_store.integrity`)."""
         head = await self.head()
 
-        async def pages() -> AsyncGenerator[list[StoredRow], None]:
+        async def pages() -> AsyncGenerator[Sequence[StoredFields], None]:
             # The next page is fetched while this one is hashed, so the database's
             # work overlaps ours.
-            pending: asyncio.Task[list[StoredRow]] | None = asyncio.create_task(self.read_stored(0, page))
+            pending: asyncio.Task[Sequence[StoredFields]] | None = asyncio.create_task(
+                self._read_stored_fields(0, page))
             try:
                 while pending is not None:
                     rows = await pending
-                    pending = asyncio.create_task(self.read_stored(rows[-1].position, page)) \
+                    pending = asyncio.create_task(self._read_stored_fields(rows[-1][0], page)) \
                         if len(rows) == page else None
                     if rows:
                         yield rows

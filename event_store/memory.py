@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
-from event_store.base import EventRecorder, LogHead, NewRow, prepare, sequence
+from event_store.base import EventRecorder, LogHead, assign, chain, prepare
 from event_store.events import AppendRequest, RecordedEvent
 from event_store.integrity import GENESIS, StoredRow, micros
 import contextlib
@@ -32,27 +32,30 @@ class MemoryRecorder(EventRecorder):
 
     async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
         now = datetime.now(UTC)
-        prepared = prepare(requests, now)
+        events = [e for r in requests for e in r.events]
+        prepared = dict(zip((e.event_id for e in events), prepare(events, now), strict=True))
         async with self._lock:
-            ids = {e.event_id for r in requests for e in r.events}
+            ids = {e.event_id for e in events}
             stored = {i: (self._by_id[i].stream_id, self._by_id[i].position) for i in ids if i in self._by_id}
             versions = {r.stream_id: len(self._streams.get(r.stream_id, ())) for r in requests}
-            done = sequence(requests, prepared, now, self._head, versions, stored)
-            # sequence() raised before this point if anything conflicts: all or nothing.
-            for new in done.new:
-                event = _decoded(new, now)
-                self._rows.append(StoredRow(
-                    new.position, str(event.event_id), event.stream_id, new.stream_version, event.event_type,
-                    event.schema_version, micros(event.occurred_at), micros(now), new.payload_json,
-                    new.metadata_json, new.chain_hash))
+            plan = assign(requests, self._head.position, versions, stored)
+            rows, head_hash = chain(plan, [prepared[e.event_id] for e in plan.events], now, self._head.chain_hash)
+            # assign() raised before this point if anything conflicts: all or nothing.
+            for e, row in zip(plan.events, rows, strict=True):
+                position, event_id, _, version, _, _, _, _, payload, metadata, chained = row
+                # Readers get the stored text decoded, as from PostgreSQL, not the caller's dicts.
+                event = RecordedEvent(position, e.event_id, e.stream_id, version, e.event_type, e.schema_version,
+                                      e.occurred_at, now, json.loads(payload), json.loads(metadata), chained)
+                self._rows.append(StoredRow(position, event_id, e.stream_id, version, e.event_type, e.schema_version,
+                                            micros(e.occurred_at), micros(now), payload, metadata, chained))
                 self._events.append(event)
                 self._by_id[event.event_id] = event
                 self._streams.setdefault(event.stream_id, []).append(event)
-            self._head = done.head
-        if done.new:
+            self._head = LogHead(plan.position, head_hash)
+        if rows:
             async with self._appended:
                 self._appended.notify_all()
-        return done.positions
+        return plan.positions
 
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         events = self._streams.get(stream_id, [])[max(from_version, 1) - 1:]
@@ -82,14 +85,3 @@ class MemoryRecorder(EventRecorder):
                     if self._head.position <= position:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._appended.wait(), poll_interval)
-
-
-def _decoded(row: NewRow, recorded_at: datetime) -> RecordedEvent:
-    """What a reader gets back: decoded from the stored text, as PostgreSQL would."""
-    e = row.event
-    return RecordedEvent(
-        position=row.position, event_id=e.event_id, stream_id=e.stream_id, stream_version=row.stream_version,
-        event_type=e.event_type, schema_version=e.schema_version, occurred_at=e.occurred_at,
-        recorded_at=recorded_at, payload=json.loads(row.payload_json), metadata=json.loads(row.metadata_json),
-        chain_hash=row.chain_hash,
-    )

@@ -9,7 +9,6 @@ its chain hash and ``audit verify`` are untouched: they always see what was writ
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from event_store.events import JsonObject, RecordedEvent
 
@@ -39,10 +38,13 @@ class Upcasters:
         return add
 
     def upcast(self, event: RecordedEvent) -> RecordedEvent:
-        payload, version = event.payload, event.schema_version
-        while (step := self._steps.get((event.event_type, version))) is not None:
+        version = event.schema_version
+        step = self._steps.get((event.event_type, version))
+        if step is None:
+            return event  # the common case; the payload stays undecoded until someone reads it
+        payload = event.payload
+        while step is not None:
             payload = step(dict(payload))  # a copy: an upcaster must never alter the original
             version += 1
-        if version == event.schema_version:
-            return event
-        return replace(event, payload=payload, schema_version=version)
+            step = self._steps.get((event.event_type, version))
+        return event.with_payload(payload, version)

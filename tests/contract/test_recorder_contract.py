@@ -95,6 +95,21 @@ async def test_concurrent_writers_with_the_same_expectation_one_wins(recorder: E
     assert len(await recorder.read_stream("alert-1")) == 2
 
 
+async def test_concurrent_writers_creating_a_stream_one_wins(recorder: EventRecorder) -> None:
+    # The stream does not exist yet: every writer expects version 0. Checking the version
+    # in the snapshot taken before waiting for the writer lock would let all of them in.
+    for round_ in range(10):
+        stream = f"alert-new{round_}"
+        results = await asyncio.gather(
+            *(recorder.append(stream, [ev(stream, i)], expected_version=0) for i in range(4)),
+            return_exceptions=True,
+        )
+        assert sum(isinstance(r, list) for r in results) == 1, results
+        assert sum(isinstance(r, ConcurrencyConflict) for r in results) == 3
+        versions = [e.stream_version for e in await recorder.read_stream(stream)]
+        assert versions == [1]
+
+
 async def test_a_batch_is_all_or_nothing(recorder: EventRecorder) -> None:
     await recorder.append("patient-b", [ev("patient-b")])
     head = await recorder.head()
@@ -153,3 +168,100 @@ async def test_verify_passes_on_an_intact_log(recorder: EventRecorder) -> None:
     assert (report.events, report.last_position) == (30, 30)
     assert report.last_hash == (await recorder.head()).chain_hash
     assert report.summary().startswith("OK: 30 events")
+
+
+# Large batches: PostgreSQL writes them with COPY, encoding slices of events while the
+# server takes in the ids, so they get the same contract checks as single appends.
+LARGE = 1_234  # more than two encoding slices, not a multiple of one
+
+
+def large_batch(streams: int = 7, per: int = LARGE // 7, tag: str = "big") -> list[AppendRequest]:
+    return [AppendRequest(f"patient-{tag}{s}", tuple(ev(f"patient-{tag}{s}", i, s=s) for i in range(per)))
+            for s in range(streams)]
+
+
+async def test_a_large_batch_gets_gap_free_positions_and_versions(recorder: EventRecorder) -> None:
+    await recorder.append("patient-big0", [ev("patient-big0", -1)])
+    batch = large_batch()
+    positions = await recorder.append_batch(batch)
+    total = sum(len(r.events) for r in batch)
+    assert sorted(positions.values()) == list(range(2, total + 2))
+    stored = await recorder.read_all(0, limit=total + 10)
+    assert [e.position for e in stored] == list(range(1, total + 2))
+    by_id = {e.event_id: e for e in stored}
+    for req in batch:
+        for e in req.events:
+            got = by_id[e.event_id]
+            assert got.position == positions[e.event_id]
+            assert (got.stream_id, got.payload, got.metadata, got.occurred_at) == (
+                e.stream_id, e.payload, e.metadata, e.occurred_at)
+    first = await recorder.read_stream("patient-big0")
+    assert [e.stream_version for e in first] == list(range(1, len(batch[0].events) + 2))
+    assert [e.payload["n"] for e in first] == [-1, *range(len(batch[0].events))]
+    report = await recorder.verify(page=500)
+    assert report.ok, report.summary()
+    assert report.events == total + 1
+
+
+async def test_a_large_batch_appended_again_keeps_its_positions(recorder: EventRecorder) -> None:
+    batch = large_batch()
+    first = await recorder.append_batch(batch)
+    head = await recorder.head()
+    # A retry after a crash, with the expected versions the writer had then.
+    again = await recorder.append_batch([AppendRequest(r.stream_id, r.events, NO_STREAM) for r in batch])
+    assert again == first
+    assert await recorder.head() == head
+    # Half old, half new: only the new ones are written, after the head.
+    fresh = [ev("patient-big0", 10_000 + i) for i in range(300)]
+    mixed = await recorder.append_batch([AppendRequest("patient-big0", (*batch[0].events, *fresh))])
+    assert [mixed[e.event_id] for e in batch[0].events] == [first[e.event_id] for e in batch[0].events]
+    assert [mixed[e.event_id] for e in fresh] == list(range(head.position + 1, head.position + 301))
+    assert (await recorder.verify()).ok
+
+
+async def test_a_large_batch_is_all_or_nothing(recorder: EventRecorder) -> None:
+    await recorder.append("patient-big3", [ev("patient-big3")])
+    head = await recorder.head()
+    batch = large_batch()
+    batch[3] = AppendRequest(batch[3].stream_id, batch[3].events, expected_version=NO_STREAM)
+    with pytest.raises(ConcurrencyConflict) as err:
+        await recorder.append_batch(batch)
+    assert (err.value.stream_id, err.value.expected, err.value.actual) == ("patient-big3", 0, 1)
+    # The same batch, now with an id that another stream already holds.
+    batch[3] = AppendRequest(batch[3].stream_id, batch[3].events)
+    clash = NewEvent(batch[5].events[-1].event_id, "patient-other", "VitalsObserved", datetime.now(UTC), {})
+    await recorder.append("patient-other", [clash])
+    head = await recorder.head()
+    with pytest.raises(DuplicateEvent, match=str(clash.event_id)):
+        await recorder.append_batch(batch)
+    assert await recorder.head() == head
+    assert await recorder.read_stream("patient-big0") == []
+    assert len(await recorder.read_all(0)) == 2
+
+
+async def test_a_payload_that_is_not_json_stores_nothing(recorder: EventRecorder) -> None:
+    for size in (1, LARGE):
+        bad = [ev("patient-nan", i) for i in range(size)]
+        bad[-1] = ev("patient-nan", size, hr=float("nan"))
+        with pytest.raises(ValueError, match="JSON"):
+            await recorder.append("patient-nan", bad)
+        assert await recorder.last_position() == 0
+    assert await recorder.append("patient-nan", [ev("patient-nan")]) == [1]  # the recorder still works
+
+
+async def test_a_subscriber_catching_up_over_many_pages_sees_every_event_once(recorder: EventRecorder) -> None:
+    await recorder.append_batch(large_batch(streams=5, per=500, tag="a"))  # 2 500: pages of 1 000 and more
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async with contextlib.aclosing(recorder.subscribe(0, poll_interval=5)) as events:
+            async for event in events:
+                seen.append(event.position)
+                if len(seen) == 2_500 + 1_300:
+                    return
+
+    follower = asyncio.create_task(follow())
+    for i in range(13):
+        await recorder.append_batch([AppendRequest(f"patient-b{i}", tuple(ev(f"patient-b{i}") for _ in range(100)))])
+    await asyncio.wait_for(follower, 60)
+    assert seen == list(range(1, 2_500 + 1_300 + 1))
