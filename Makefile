@@ -16,13 +16,14 @@ test: $(STAMP) test-tools
 
 # Tools the tests need beyond the virtualenv: Java 17 and Maven run Apache Kafka
 # (installed with apt when missing and we are root); the Compose plugin validates
-# docker-compose.yml.
+# docker-compose.yml; Debian's chromium runs the dashboard's browser tests.
 test-tools:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
 	  else echo "the tests need Java 17 and Maven (apt-get install openjdk-17-jre-headless maven)"; exit 1; fi; }
 	@./scripts/install-compose-plugin.sh
+	@./scripts/install-browser.sh >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/mypy

@@ -84,6 +84,7 @@ from dashboards.config import GatewayConfig, is_loopback
 from dashboards.ratelimit import TokenBucket
 from dashboards.tokens import Claims, TokenError, issue_token, verify_token
 from dashboards.wards import WardView
+from dashboards.waveform_api import WaveformQuery, WaveformReader, handle_waveform_request
 from detectors.alarm_limits import default_limits
 from event_store.events import JsonObject, RecordedEvent
 from event_store.exceptions import EventStoreError
@@ -136,8 +137,9 @@ class Gateway:
     gateways can run over one store, and a restarted one misses nothing.
     """
 
-    def __init__(self, source: EventSource, config: GatewayConfig) -> None:
+    def __init__(self, source: EventSource, config: GatewayConfig, waveforms: WaveformReader | None = None) -> None:
         self._source, self._config = source, config
+        self._waveforms = waveforms  # full disclosure at /api/waveform; None: the route answers 404
         self._view = WardView(config.default_ward)
         self._progress = asyncio.Event()
         self._commands = CommandHandler(source, self._view, default_limits(config.care_area), self.wait_for_view,
@@ -220,8 +222,10 @@ class Gateway:
 
     # HTTP: pages, health, demo token, and the origin check of the WebSocket handshake.
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
+        if path == "/api/waveform" and self._waveforms is not None:
+            return await self._waveform(request)
         if path == "/ws":
             return None if self._origin_allowed(request.headers) else _http(403, "Forbidden", b"origin not allowed\n")
         if path in ("/", "/index.html"):
@@ -233,6 +237,31 @@ class Gateway:
         if path == "/demo-token" and self._config.demo:
             return self._demo_token(request.headers)
         return _http(404, "Not Found", b"not found\n")
+
+    async def _waveform(self, request: Request) -> Response:
+        """Raw ECG for the live strip and full disclosure; same token, role and ward
+        rules as ``view_patient``, and reads of the past are audited before the data
+        leaves (`dashboards.waveform_api`)."""
+        assert self._waveforms is not None
+        auth = request.headers.get_all("Authorization")  # get() raises on a repeated header
+
+        async def audit(claims: Claims, q: WaveformQuery) -> None:
+            ev = access_event(claims, "waveform", q.patient_id, datetime.now(UTC), None, lead=q.lead,
+                              start=q.start.isoformat(), end=q.end.isoformat())
+            await self._source.append(ev.stream_id, [ev])
+
+        try:
+            status, body = await handle_waveform_request(
+                request.path, auth[0] if len(auth) == 1 else None,
+                verify=lambda t: verify_token(self._config.jwt_secret, t), ward_of=self._view.ward_of,
+                store=self._waveforms, audit=audit)
+        except EventStoreError:
+            status, body = 503, {"error": "unavailable", "detail": "waveform store unavailable; retry"}
+        response = _http(status, _REASONS.get(status, "Error"), json.dumps(body, separators=(",", ":")).encode(),
+                         "application/json")
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     def _origin_allowed(self, headers: Headers) -> bool:
         origins = headers.get_all("Origin")
@@ -415,6 +444,10 @@ def _static(name: str) -> Response:
     if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
         ctype += "; charset=utf-8"
     return _http(200, "OK", node.read_bytes(), ctype)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            503: "Service Unavailable"}
 
 
 def _http(status: int, reason: str, body: bytes, content_type: str = "text/plain") -> Response:

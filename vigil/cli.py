@@ -232,7 +232,10 @@ async def _gateway(settings: Settings) -> int:
     # gateways may run it at once, the projector's checkpoint lock serialises them.
     projector = await PostgresProjector.connect(url, store)
     projecting = asyncio.create_task(projector.run(), name="projector")
-    gateway = Gateway(EventStore(store), gateway_config)
+    from event_store.waveforms import WaveformStore
+
+    waveforms = await WaveformStore.connect(url)
+    gateway = Gateway(EventStore(store), gateway_config, waveforms)
     server = await gateway.start(settings.gateway_host, settings.gateway_port)
     port = server.sockets[0].getsockname()[1] if server.sockets else settings.gateway_port
     print(f"gateway listening on http://{settings.gateway_host}:{port}/", flush=True)
@@ -248,5 +251,6 @@ async def _gateway(settings: Settings) -> int:
     with contextlib.suppress(asyncio.CancelledError):
         await projecting
     await projector.close()
+    await waveforms.close()
     await store.close()
     return 0

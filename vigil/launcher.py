@@ -123,7 +123,7 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
             ("worker", ["worker"]),
             ("gateway", ["gateway"]),
             # Deterioration compressed so the demo shows alarms within its first minute.
-            ("simulator", ["simulate", "--patients", str(patients), "--onset", "10", "--ramp", "60"]),
+            ("simulator", ["simulate", "--patients", str(patients), "--onset", "5", "--ramp", "30"]),
         ):
             child = ManagedProcess.start(name, [sys.executable, "-m", "vigil", *args], logs / f"{name}.log", env=env)
             children.append(child)
