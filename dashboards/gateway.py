@@ -360,34 +360,41 @@ class Gateway:
 
     async def _stream_live(self, client: _Client, last: int) -> None:
         # Four things can happen: an event arrives, the client falls behind, its token
-        # expires, or it goes away (seen by the reader). Waiting on the queue alone
-        # would keep a disconnected client's handler alive until the next event.
+        # expires, or it goes away (seen by the reader). One sender task drains the queue
+        # for the life of the connection, and this task waits once for whichever of the
+        # other three comes first: per event there is only a queue get and a send, which
+        # is what lets one gateway feed a thousand dashboards.
+        sender = asyncio.create_task(self._send_queued(client, last))
         reader = asyncio.create_task(self._read_client(client))
         overflow = asyncio.create_task(client.overflowed.wait())
         expiry = asyncio.create_task(asyncio.sleep(max(0.0, client.claims.expires_at - time.time())))
         try:
-            while True:
-                get = asyncio.create_task(client.queue.get())
-                done, _ = await asyncio.wait({get, overflow, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
-                if client.overflowed.is_set():
-                    get.cancel()
-                    await client.ws.send(json.dumps({"type": "resync", "reason": "client fell behind"}))
-                    await client.ws.close(_RESYNC, "fell behind; reconnect with last_position")
-                    return
-                if get not in done:
-                    get.cancel()
-                    if expiry in done:
-                        await client.ws.close(AUTH_FAILED, "token expired")
-                    else:
-                        reader.result()  # raises what ended the reader, if anything
-                    return
-                position, message = get.result()
-                if position > last:
-                    await client.ws.send(message)
-                    last = position
+            done, _ = await asyncio.wait({sender, overflow, reader, expiry}, return_when=asyncio.FIRST_COMPLETED)
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            if client.overflowed.is_set():
+                await client.ws.send(json.dumps({"type": "resync", "reason": "client fell behind"}))
+                await client.ws.close(_RESYNC, "fell behind; reconnect with last_position")
+            elif expiry in done:
+                await client.ws.close(AUTH_FAILED, "token expired")
+            elif reader in done:
+                reader.result()  # raises what ended the reader, if anything
         finally:
-            for task in (reader, overflow, expiry):
+            for task in (sender, reader, overflow, expiry):
                 task.cancel()
+
+    @staticmethod
+    async def _send_queued(client: _Client, last: int) -> None:
+        """Send queued events in position order, never one at or below ``last``; stop at
+        once when the client has fallen behind (it is told to resync instead)."""
+        while True:
+            position, message = await client.queue.get()
+            if client.overflowed.is_set():
+                return
+            if position > last:
+                await client.ws.send(message)
+                last = position
 
     async def _read_client(self, client: _Client) -> None:
         """Answer what the client sends until it disconnects. Reading also keeps the
