@@ -42,6 +42,8 @@ from event_store.postgres import PostgresRecorder
 from event_store.waveforms import WaveformStore
 from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
 from streams.ecg_codec import decode_ecg_chunk
+from streams.commands import apply_command, command_of
+from streams.ecg_pipeline import ENGINE as ECG_ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
 from streams.fhir import decode_fhir
 from streams.sink import BatchingSink, SinkItem
@@ -243,6 +245,34 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 new_events, [waveform_of(chunk, source)],
                 on_durable=ecg_states.durable(key, stream, event),
                 on_rejected=rejected_by_store(stream, event)))
+
+    async def give(states: PatientStates[Any], eng: AlarmEngine, patient: str, part: int, command: Any,
+                   event: Any) -> None:
+        for key, partition, state in states.keys_of(lambda k: k.split("/", 1)[part] == patient):
+            state.alarms, new_events = apply_command(eng, state.alarms, command, event, key)
+            await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_commands() -> None:
+        """Give the care team's commands (appended by the gateway) to the engines of the
+        patients this worker holds; see `streams.commands`."""
+        recorder = await PostgresRecorder.connect(cfg.database_url)
+        try:
+            start = (await recorder.head()).position
+            async for event in recorder.subscribe(start):
+                found = command_of(event)
+                if found is None:
+                    continue
+                patient, command = found
+                # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
+                await give(vitals_states, engine, patient, 1, command, event)
+                await give(ecg_states, ECG_ENGINE, patient, 0, command, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the data path must not depend on this one: log and stop following
+            log.exception("following care-team commands failed; alarms keep their own state")
+        finally:
+            await recorder.close()
 
     @app.timer(cfg.checkpoint_interval)  # type: ignore[untyped-decorator]
     async def checkpoint() -> None:

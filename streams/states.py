@@ -60,6 +60,21 @@ class PatientStates(Generic[S]):
         self._working[key] = (partition, state)
         self._in_sink[key] += 1
 
+    def keys_of(self, match: Callable[[str], bool]) -> list[tuple[str, int, S]]:
+        """``(key, partition, working state)`` of the keys this worker holds that ``match``."""
+        return [(k, p, st) for k, (p, st) in self._working.items() if match(k)]
+
+    def changed(self, key: str, partition: int, state: S) -> Callable[[], Awaitable[None]]:
+        """Like `applied`, for a change that comes from no Kafka message (a care-team
+        command read from the log): the returned callback, for the sink, needs no ack."""
+        self.applied(key, partition, state)
+
+        async def done() -> None:
+            self._in_sink[key] -= 1
+            self._unacked.setdefault(key, [])  # checkpointed at the next interval
+
+        return done
+
     def durable(self, key: str, stream: Any, event: Any) -> Callable[[], Awaitable[None]]:
         """The sink's ``on_durable`` callback for one message of ``key``."""
         async def done() -> None:

@@ -1,0 +1,72 @@
+"""A care-team command reaches the worker's alarm engine: acknowledging a latched
+alarm whose condition has ended clears it, and the worker logs that consequence
+(with the command as its cause), on real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from event_store.events import NewEvent
+from event_store.postgres import PostgresRecorder
+from streams.topics import TopicNames
+from streams.vitals_codec import encode_vitals
+from tests.integration.test_vitals_slice import start_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+SICK = {"hr": 120, "spo2": 90, "rr": 26, "sbp": 95, "dbp": 60, "temp": 39.2}
+WELL = {"hr": 72, "spo2": 98, "rr": 15, "sbp": 125, "dbp": 78, "temp": 36.9}
+
+
+async def wait_for_event(store: PostgresRecorder, match: object, timeout: float = 90.0) -> NewEvent | object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for e in await store.read_stream("patient-pA"):
+            if match(e):  # type: ignore[operator]
+                return e
+        await asyncio.sleep(0.3)
+    raise AssertionError("timed out; stream holds " + str([e.event_type for e in await store.read_stream("patient-pA")]))
+
+
+async def test_acknowledging_a_latched_alarm_clears_it_in_the_worker(
+    apache_kafka: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    topics = TopicNames(topic_prefix)
+    store = await PostgresRecorder.connect(database_url)
+    await store.migrate()
+    worker = start_worker(apache_kafka, database_url, topic_prefix, False, tmp_path / "worker.log")
+    producer = AIOKafkaProducer(bootstrap_servers=apache_kafka, acks="all")
+    await producer.start()
+    try:
+        now = int(time.time() * 1000)
+        for t in range(10):  # 5 s at NEWS2 high risk, then 5 s well: the high-priority alarm stays latched
+            values = SICK if t < 5 else WELL
+            await producer.send_and_wait(topics.vitals, encode_vitals("pA", now + t * 1000, dict(values),
+                                                                      oxygen=t < 5, acvpu="A"), key=b"pA")
+        raised = await wait_for_event(store, lambda e: e.event_type == "AlertRaised"
+                                      and e.payload["condition"] == "news2_high")
+        alert_id = raised.payload["alert_id"]  # type: ignore[attr-defined]
+        await wait_for_event(store, lambda e: e.event_type == "VitalsObserved" and e.payload["hr"] == WELL["hr"])
+        assert not [e for e in await store.read_stream("patient-pA")
+                    if e.event_type == "AlertResolved" and e.payload["alert_id"] == alert_id]  # latched
+        await asyncio.sleep(2.0)  # the worker's command follower is subscribed by now
+        ack = NewEvent(uuid.uuid4(), f"alert-{alert_id}", "AlertAcknowledged", datetime.now(UTC),
+                       {"alert_id": alert_id, "patient_id": "pA", "by": "nurse.ada", "role": "nurse"},
+                       metadata={"actor": "nurse.ada", "role": "nurse"})
+        await store.append(ack.stream_id, [ack], expected_version=0)
+        resolved = await wait_for_event(store, lambda e: e.event_type == "AlertResolved"
+                                        and e.payload["alert_id"] == alert_id)
+        assert resolved.payload["reason"] == "acknowledged"  # type: ignore[attr-defined]
+        assert resolved.metadata["causation_id"] == str(ack.event_id)  # type: ignore[attr-defined]
+        assert resolved.metadata["actor"] == "nurse.ada"  # type: ignore[attr-defined]
+    finally:
+        worker.stop()
+        await producer.stop()
+        await store.close()
