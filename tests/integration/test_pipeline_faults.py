@@ -1,6 +1,12 @@
-"""The pipeline under faults, on real Apache Kafka and PostgreSQL: a worker killed
-with SIGKILL again and again must leave the store exactly as an undisturbed run of
-the same input does (same event ids, same content, nothing missing, nothing twice).
+"""The pipeline under faults, on real Apache Kafka and PostgreSQL. Each test streams a
+simulated ward into Kafka while one worker runs undisturbed and another is hurt:
+
+- the worker itself SIGKILLed five times;
+- one broker of a 3-broker cluster (replication factor 3, min.insync.replicas 2) SIGKILLed;
+- its PostgreSQL stopped for 20 s and started again on the same data folder.
+
+The disturbed store must end exactly as the undisturbed one: same event ids, same
+contents, same waveforms, nothing missing, nothing twice.
 """
 
 from __future__ import annotations
@@ -8,140 +14,232 @@ from __future__ import annotations
 import asyncio
 import random
 import sys
-import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
 
-from event_store.postgres import PostgresRecorder
 from streams.topics import TopicNames
-from streams.ward import SimulatedWard
-from tests.integration.test_vitals_slice import start_worker
+from tests.integration.pipeline_helpers import (
+    WardFeed,
+    assert_same_store,
+    caught_up,
+    contents,
+    create_topics,
+    faust_topics,
+    migrate,
+    progress,
+    scratch_database,
+    start_worker,
+    stop_all,
+    wait_for,
+)
+from vigil.services.kafka import KafkaCluster, java_available
+from vigil.services.postgres import PostgresCluster
+from vigil.services.process import ManagedProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 PATIENTS = 12
-SECONDS = 60
-START_US = 1_764_122_400_000_000  # fixed device time: the input is identical in every run
+PARTITIONS = 4  # the worker's default (`WorkerConfig.partitions`)
 
 
-@pytest.fixture
-def second_database(postgres_server: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    base, _, _ = postgres_server.rpartition("/")
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"{base}/{name}"
-    with psycopg.connect(postgres_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def rows_reach(target: int) -> Callable[[int, int], bool]:
+    """Progress check: VitalsObserved events plus waveform rows reach ``target``."""
+    return lambda vitals, waves: vitals + waves >= target
 
 
-async def publish_input(bootstrap: str, topics: TopicNames) -> int:
-    ward = SimulatedWard(PATIENTS, seed=7, topics=topics)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    sent = 0
+async def dead_letters(bootstrap: str, topics: TopicNames) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
     try:
-        for t in range(SECONDS):
-            for topic, key, value in ward.second(t, START_US):
-                await producer.send(topic, value=value, key=key)
-                sent += 1
-        await producer.flush()
+        ends = await consumer.end_offsets([TopicPartition(topics.dead_letter, 0)])
     finally:
-        await producer.stop()
-    return sent
+        await consumer.stop()
+    return sum(ends.values())
 
 
-def progress(url: str) -> tuple[int, int]:
-    """(VitalsObserved events, waveform rows) in the store."""
-    with psycopg.connect(url) as conn:
-        (vitals,) = conn.execute("SELECT count(*) FROM events WHERE event_type = 'VitalsObserved'").fetchone() or (0,)
-        (waves,) = conn.execute("SELECT count(*) FROM waveforms").fetchone() or (0,)
-    return vitals, waves
+async def finish(feed: WardFeed, bootstrap: str, runs: list[tuple[str, ManagedProcess]], timeout: float = 180) -> int:
+    """Publish a last few seconds, then wait until every run's group (``(group, worker)``)
+    has committed all of it, so its store is final; return the VitalsObserved expected."""
+    feed.finish(5)
+    await feed.done()
+    for group, worker in runs:
+        await caught_up(bootstrap, group, inputs(feed.topics), timeout, worker)
+    return feed.total
 
 
-async def wait_for(url: str, done: Any, timeout: float, worker: Any) -> None:
-    deadline = time.monotonic() + timeout
-    while not done(*progress(url)):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"stuck at {progress(url)}; worker log:\n{worker.log_tail()}")
-        await asyncio.sleep(0.3)
+def inputs(topics: TopicNames) -> list[TopicPartition]:
+    return [TopicPartition(t, p) for t in (topics.vitals, topics.ecg, topics.fhir) for p in range(PARTITIONS)]
 
 
-def contents(url: str) -> tuple[dict[str, tuple[Any, ...]], list[tuple[Any, ...]]]:
-    with psycopg.connect(url) as conn:
-        events = {str(r[0]): tuple(r[1:]) for r in conn.execute(
-            "SELECT event_id, stream_id, event_type, occurred_at, payload::text, metadata::text FROM events")}
-        waves = conn.execute("SELECT patient_id, lead, starts_at, samples, scale_mv, source::text FROM waveforms "
-                             "ORDER BY patient_id, starts_at").fetchall()
-    return events, waves
+def check_same(undisturbed_url: str, disturbed_url: str, total: int, seconds: int) -> tuple[int, int]:
+    undisturbed, disturbed = contents(undisturbed_url), contents(disturbed_url)
+    assert_same_store(undisturbed, disturbed)
+    assert undisturbed.count("VitalsObserved") == total == len(undisturbed.waveforms)
+    assert undisturbed.count("EcgAnalyzed") == PATIENTS * (seconds // 10)  # one summary per 10 s of signal
+    return len(undisturbed.events), len(undisturbed.waveforms)
 
 
 async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
-    apache_kafka: str, database_url: str, second_database: str, topic_prefix: str, tmp_path: Path
+    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
 ) -> None:
     topics = TopicNames(topic_prefix)
-    for url in (database_url, second_database):
-        store = await PostgresRecorder.connect(url)
-        await store.migrate()
-        await store.close()
-    sent = await publish_input(apache_kafka, topics)
-    assert sent == PATIENTS * SECONDS * 2
-    total = PATIENTS * SECONDS
+    await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
+                                       topics.dead_letter: 1})
+    feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
+    workers: list[ManagedProcess] = []
 
-    def finished(vitals: int, waves: int) -> bool:
-        return vitals == total and waves == total
+    def worker(db: str, group: str, name: str) -> ManagedProcess:
+        workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{name}.log", group=group,
+                                    state_dir=tmp_path / "state" / group))
+        return workers[-1]
 
-    # Run A, undisturbed.
-    worker = start_worker(apache_kafka, database_url, topic_prefix, False, tmp_path / "a.log", group=f"{topic_prefix}-a")
+    with scratch_database(postgres_server) as undisturbed_db, scratch_database(postgres_server) as killed_db:
+        await migrate(undisturbed_db, killed_db)
+        rng = random.Random(2015)
+        at_kill: list[tuple[int, int]] = []
+        try:
+            feed.start()
+            single = worker(undisturbed_db, f"{topic_prefix}-a", "a")  # run A, undisturbed
+            victim = worker(killed_db, f"{topic_prefix}-b", "b0")  # run B, killed five times
+            for k in range(1, 6):
+                # Kill once this incarnation has stored a random 1 to 5 ward seconds' worth
+                # more; the ward is still streaming, so every kill falls mid-run.
+                last = sum(at_kill[-1]) if at_kill else 0
+                await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
+                victim.kill()
+                at_kill.append(progress(killed_db))
+                victim = worker(killed_db, f"{topic_prefix}-b", f"b{k}")
+            total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", victim)])
+        finally:
+            await feed.stop()
+            await stop_all(workers)
+        # Every kill fell mid-run, after progress of its own.
+        assert len(at_kill) == 5 and all(v + w < 2 * total for v, w in at_kill), at_kill
+        assert [sum(p) for p in at_kill] == sorted({sum(p) for p in at_kill}), at_kill
+        events, waves = check_same(undisturbed_db, killed_db, total, feed.seconds)
+    assert await dead_letters(apache_kafka, topics) == 0
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}", file=sys.stderr)
+
+
+async def test_losing_one_of_three_brokers_loses_nothing(
+    postgres_server: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    if not java_available():
+        pytest.fail("Java 17 and Maven (or KAFKA_HOME) are needed for the Apache Kafka cluster")
+    topics = TopicNames(topic_prefix)
+    groups = {"a": f"{topic_prefix}-a", "b": f"{topic_prefix}-b"}
+    cluster = await asyncio.to_thread(KafkaCluster.start, tmp_path / "kafka", 3)
+    workers: list[ManagedProcess] = []
+    feed = WardFeed(cluster.bootstrap, topics, PATIENTS, pace=3.0)
+
+    def worker(db: str, run: str) -> ManagedProcess:
+        workers.append(start_worker(cluster.bootstrap, db, topic_prefix, tmp_path / f"{run}.log", group=groups[run],
+                                    state_dir=tmp_path / "state" / run))
+        return workers[-1]
+
     try:
-        await wait_for(database_url, finished, 300, worker)
-        await asyncio.sleep(2.0)  # anything after the last waveform (summaries are in the same batches)
-    finally:
-        worker.stop()
-    undisturbed, undisturbed_waves = contents(database_url)
+        # The worker cannot be told a replication factor (it declares its topics with 1),
+        # so every topic it would create is created first, with 3 replicas; it keeps them.
+        changelogs = [t for g in groups.values() for t in faust_topics(g) if t.endswith("-changelog")]
+        leaders = [t for g in groups.values() for t in faust_topics(g) if t.endswith("__leader")]
+        await create_topics(cluster.bootstrap, {
+            topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS, topics.dead_letter: 1,
+            **dict.fromkeys(changelogs, PARTITIONS), **dict.fromkeys(leaders, 1)}, replication=3, compacted=changelogs)
+        with scratch_database(postgres_server) as undisturbed_db, scratch_database(postgres_server) as hurt_db:
+            await migrate(undisturbed_db, hurt_db)
+            feed.start()
+            hurt = worker(hurt_db, "b")
+            await wait_for(hurt_db, lambda v, w: v >= 5 * PATIENTS, 120, hurt)
+            # Take away the broker that coordinates the worker's group (and leads some
+            # of its partitions), while the ward streams on.
+            admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+            await admin.start()
+            try:
+                victim = await admin.find_coordinator(groups["b"])
+            finally:
+                await admin.close()
+            cluster.kill_node(victim)
+            at_kill = progress(hurt_db)
+            await wait_for(hurt_db, lambda v, w: v > at_kill[0] + 10 * PATIENTS and w > at_kill[1], 180, hurt)
+            total = await finish(feed, cluster.bootstrap, [(groups["b"], hurt)])
+            assert hurt.running(), hurt.log_tail()
 
-    # Run B: the same input in a new group and database, killed at five points.
-    rng = random.Random(2015)
-    kill_at = sorted(rng.sample(range(total // 10, total - total // 10), 5))
-    kills = 0
-    at_kill: list[tuple[int, int]] = []
-    log = tmp_path / "b0.log"
-    worker = start_worker(apache_kafka, second_database, topic_prefix, False, log, group=f"{topic_prefix}-b")
-    try:
-        for k, target in enumerate(kill_at, start=1):
-            last = sum(at_kill[-1]) if at_kill else 0
-            # Kill once this incarnation has made progress and the run has reached the target.
-            await wait_for(second_database,
-                           lambda v, w, target=target, last=last: (v + w >= 2 * target and v + w > last)
-                           or finished(v, w), 300, worker)
-            worker.kill()
-            at_kill.append(progress(second_database))
-            kills += 1
-            worker = start_worker(apache_kafka, second_database, topic_prefix, False, tmp_path / f"b{k}.log",
-                                  group=f"{topic_prefix}-b")
-        await wait_for(second_database, finished, 300, worker)
-        await asyncio.sleep(2.0)
-    finally:
-        worker.stop()
-    assert kills == 5
-    # The kills fell mid-run: each found work still to do.
-    assert all(v + w < 2 * total for v, w in at_kill), at_kill
-    disturbed, disturbed_waves = contents(second_database)
+            # The undisturbed run reads the same topics once the cluster is whole again.
+            await asyncio.to_thread(cluster.start_node, victim)
+            single = worker(undisturbed_db, "a")
+            await caught_up(cluster.bootstrap, groups["a"], inputs(topics), 180, single)
+            await stop_all(workers)
+            events, waves = check_same(undisturbed_db, hurt_db, total, feed.seconds)
 
-    assert disturbed.keys() == undisturbed.keys(), (
-        f"missing {len(undisturbed.keys() - disturbed.keys())}, extra {len(disturbed.keys() - undisturbed.keys())}")
-    different = [k for k in undisturbed if undisturbed[k] != disturbed[k]]
-    assert not different, (different[:3], [undisturbed[k] for k in different[:1]], [disturbed[k] for k in different[:1]])
-    assert disturbed_waves == undisturbed_waves
-    kinds = {v[1] for v in undisturbed.values()}
-    assert {"VitalsObserved", "EcgAnalyzed"} <= kinds
-    ecg_summaries = sum(1 for v in undisturbed.values() if v[1] == "EcgAnalyzed")
-    assert ecg_summaries == PATIENTS * (SECONDS // 10)
-    print(f"{len(undisturbed)} events, {len(undisturbed_waves)} waveforms; killed at {at_kill}",
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics()
+        finally:
+            await admin.close()
+        ours = {t["topic"]: [len(p["replicas"]) for p in t["partitions"]] for t in described
+                if t["topic"].startswith(topic_prefix)}
+        assert set(ours) >= {topics.vitals, topics.ecg, topics.dead_letter, *changelogs}, sorted(ours)
+        assert all(set(replicas) == {3} for replicas in ours.values()), ours
+        assert await dead_letters(cluster.bootstrap, topics) == 0
+    finally:
+        await feed.stop()
+        await stop_all(workers)
+        await asyncio.to_thread(cluster.stop)
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; broker {victim} killed at {at_kill}",
           file=sys.stderr)
+
+
+async def test_database_down_for_20_s_holds_back_and_catches_up(
+    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    topics = TopicNames(topic_prefix)
+    await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
+                                       topics.dead_letter: 1})
+    # A private server: stopping the session's would break the other tests.
+    pg = await asyncio.to_thread(PostgresCluster.start, tmp_path / "pg", database="vigil", durable=False)
+    feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
+    workers: list[ManagedProcess] = []
+
+    def worker(db: str, run: str) -> ManagedProcess:
+        workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{run}.log",
+                                    group=f"{topic_prefix}-{run}", state_dir=tmp_path / "state" / run))
+        return workers[-1]
+
+    try:
+        with scratch_database(postgres_server) as undisturbed_db:
+            await migrate(undisturbed_db, pg.url)
+            feed.start()
+            single = worker(undisturbed_db, "a")
+            hurt = worker(pg.url, "b")
+            await wait_for(pg.url, lambda v, w: v >= 5 * PATIENTS, 120, hurt)
+            before = progress(pg.url)
+            await asyncio.to_thread(pg.stop)
+            down_from = feed.seconds
+            await asyncio.sleep(20)
+            down_until = feed.seconds
+            pg = await asyncio.to_thread(PostgresCluster.start, tmp_path / "pg", port=pg.port, database="vigil",
+                                         durable=False)
+            after = await wait_for(pg.url, lambda v, w: v > before[0] + 10 * PATIENTS and w > before[1], 120, hurt)
+            total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", hurt)])
+            assert hurt.running(), hurt.log_tail()
+            await stop_all(workers)
+            events, waves = check_same(undisturbed_db, pg.url, total, feed.seconds)
+    finally:
+        await feed.stop()
+        await stop_all(workers)
+        await asyncio.to_thread(pg.stop)
+    # The ward kept streaming while the database was down, and the worker held it back.
+    assert down_until > down_from
+    log = hurt.log_path.read_text(errors="replace")
+    held = [line for line in log.splitlines() if "event store unavailable, holding" in line]
+    assert held, hurt.log_tail()
+    assert await dead_letters(apache_kafka, topics) == 0
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; store at {before} when stopped, "
+          f"{after} soon after restart; ward seconds {down_from}-{down_until} published while down; "
+          f"{len(held)} back-pressure warnings, first: {held[0][-160:]}", file=sys.stderr)
