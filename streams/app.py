@@ -38,6 +38,7 @@ import faust
 from detectors.alarm_limits import default_limits
 from detectors.alarms import AlarmEngine
 from event_store.events import NewEvent
+from event_store.exceptions import EventStoreError
 from event_store.postgres import PostgresRecorder
 from event_store.waveforms import WaveformStore
 from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
@@ -258,26 +259,33 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         patients this worker holds; see `streams.commands`."""
         recorder = await PostgresRecorder.connect(cfg.database_url)
         try:
-            start = (await recorder.head()).position
-            async for event in recorder.subscribe(start):
-                found = command_of(event)
-                if found is None:
-                    continue
-                patient, command = found
-                # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
-                await give(vitals_states, engine, patient, 1, command, event)
-                await give(ecg_states, ECG_ENGINE, patient, 0, command, event)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the data path must not depend on this one: log and stop following
-            log.exception("following care-team commands failed; alarms keep their own state")
+            position = (await recorder.head()).position
+            while True:
+                try:
+                    async for event in recorder.subscribe(position):
+                        position = event.position
+                        found = command_of(event)
+                        if found is None:
+                            continue
+                        patient, command = found
+                        # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
+                        await give(vitals_states, engine, patient, 1, command, event)
+                        await give(ecg_states, ECG_ENGINE, patient, 0, command, event)
+                except EventStoreError as e:  # e.g. the database is down: resume from the last position read
+                    log.warning("following care-team commands: %s; retrying in 2 s", e)
+                    await asyncio.sleep(2.0)
         finally:
             await recorder.close()
 
-    @app.timer(cfg.checkpoint_interval)  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def checkpoint() -> None:
-        for states in (vitals_states, ecg_states):
-            await states.checkpoint_idle()
+        # A task, not an @app.timer: Faust ends timers as soon as shutdown starts, but
+        # shutdown then waits for every unacknowledged message, and only this loop
+        # acknowledges them (after checkpointing). As a timer, SIGTERM never finished.
+        while True:
+            await asyncio.sleep(cfg.checkpoint_interval)
+            for states in (vitals_states, ecg_states):
+                await states.checkpoint_idle()
 
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def report() -> None:

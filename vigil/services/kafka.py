@@ -180,7 +180,8 @@ class KafkaCluster:
         (node.workdir / "log4j2.yaml").write_text(_LOG4J2.format(log=node.log_path))
         fmt = subprocess.run(
             [self._java, *self._jvm_flags(node), "kafka.tools.StorageTool", "format", "--ignore-formatted",
-             "-t", cluster_id, "-c", str(node.workdir / "server.properties")],
+             f"--cluster-id={cluster_id}",  # "=" form: a base64url id may start with "-"
+             "-c", str(node.workdir / "server.properties")],
             capture_output=True, text=True, check=False,
         )
         if fmt.returncode != 0:
