@@ -44,7 +44,7 @@ from event_store.waveforms import WaveformStore
 from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
 from streams.ecg_codec import decode_ecg_chunk
 from streams.commands import apply_command, command_of
-from streams.ecg_pipeline import ENGINE as ECG_ENGINE
+from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
 from streams.fhir import decode_fhir
 from streams.sink import BatchingSink, SinkItem
@@ -126,7 +126,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     vitals_states: PatientStates[VitalsPatient] = PatientStates(
         table("vitals-state"), VitalsPatient.encode, VitalsPatient.decode)
     ecg_states: PatientStates[EcgPatient] = PatientStates(table("ecg-state"), EcgPatient.snapshot, EcgPatient.restore)
-    engine = AlarmEngine()
+    engine = ENGINE  # stateless apart from its policy: one for every source
     limits = default_limits(cfg.care_area)
     if cfg.hr_high_limit is not None:
         limits = limits.changed({"hr": {"high": cfg.hr_high_limit}})
@@ -270,7 +270,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                         patient, command = found
                         # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
                         await give(vitals_states, engine, patient, 1, command, event)
-                        await give(ecg_states, ECG_ENGINE, patient, 0, command, event)
+                        await give(ecg_states, engine, patient, 0, command, event)
                 except EventStoreError as e:  # e.g. the database is down: resume from the last position read
                     log.warning("following care-team commands: %s; retrying in 2 s", e)
                     await asyncio.sleep(2.0)

@@ -62,6 +62,5 @@ def apply_command(engine: AlarmEngine, state: AlarmState, command: Command, sour
     for i, decision in enumerate(logged):
         event_id = uuid.uuid5(EVENT_NAMESPACE, f"command:{source.event_id}:{key}:{i}")
         metadata: dict[str, object] = {"causation_id": str(source.event_id), "actor": command.by}
-        events.append(decision_event(decision, event_id, source.stream_id if source.stream_id.startswith("patient-")
-                                     else f"patient-{decision.patient}", source.occurred_at, metadata))
+        events.append(decision_event(decision, event_id, f"patient-{decision.patient}", source.occurred_at, metadata))
     return new_state, events

@@ -17,30 +17,24 @@ __all__ = ["run"]
 
 
 def run(record: str, channel: int, as_json: bool, model: str = "fp32") -> int:
-    import wfdb
-
     from detectors.beat_classifier import BeatModelError, shared_classifier
     from detectors.beat_features import BeatFeatureStream, BeatRows
     from processors.ecg import EcgAnalyzer
+    from vigil.records import RecordError, read_lead
 
     if model not in ("fp32", "int8"):
         print(f"vigil: unknown model {model!r} (fp32 or int8)", file=sys.stderr)
         return 2
     try:
-        rec = wfdb.rdrecord(record, channels=[channel])
-    except FileNotFoundError as e:
-        print(f"vigil: no WFDB record at {record} ({e.filename})", file=sys.stderr)
-        return 2
-    except (ValueError, IndexError) as e:
-        print(f"vigil: cannot read channel {channel} of {record}: {e}", file=sys.stderr)
+        fs, signal = read_lead(record, channel)
+    except RecordError as e:
+        print(f"vigil: {e}", file=sys.stderr)
         return 2
     try:
         classifier = shared_classifier("int8" if model == "int8" else "fp32")
     except BeatModelError as e:
         print(f"vigil: {e}", file=sys.stderr)
         return 2
-    fs = float(rec.fs)
-    signal = rec.p_signal[:, 0]
     analyzer, features = EcgAnalyzer(fs), BeatFeatureStream(fs)
     step = max(1, round(fs))
     beats: list[tuple[int, str]] = []

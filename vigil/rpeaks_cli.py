@@ -10,20 +10,14 @@ __all__ = ["run"]
 
 
 def run(record: str, channel: int, chunk_seconds: float, as_json: bool) -> int:
-    import wfdb
-
     from processors.qrs import ecg_findpeaks
+    from vigil.records import RecordError, read_lead
 
     try:
-        rec = wfdb.rdrecord(record, channels=[channel])
-    except FileNotFoundError as e:
-        print(f"vigil: no WFDB record at {record} ({e.filename})", file=sys.stderr)
+        fs, signal = read_lead(record, channel)
+    except RecordError as e:
+        print(f"vigil: {e}", file=sys.stderr)
         return 2
-    except (ValueError, IndexError) as e:
-        print(f"vigil: cannot read channel {channel} of {record}: {e}", file=sys.stderr)
-        return 2
-    fs = float(rec.fs)
-    signal = rec.p_signal[:, 0]
     chunk = max(1, round(chunk_seconds * fs))
     peaks = ecg_findpeaks(signal, sampling_rate=fs, chunk_size=chunk)
     if as_json:
