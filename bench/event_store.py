@@ -7,7 +7,8 @@ stream ids are unique per run, so an existing one can be reused), and prints:
   batched append    events/s, 100 / 1 000 / 10 000 events per append_batch (50 streams)
   single append     events/s, 1 and 16 concurrent writers, one stream each
   subscription      commit -> delivery latency p50/p99 at ~200 events/s
-  read_all          events/s paging read_all(after, 10 000) over the whole log; then
+  read_all          events/s of read_all_pages(0, 10 000) over the whole log (each page is read
+                    while the one before is handled); then
                     again, reading every field of every event (a RecordedEvent decodes
                     its payload, metadata and times on first access)
   replay            events/s of PostgresProjector.rebuild() over the whole log, into a
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import os
 import random
@@ -40,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from event_store.events import AppendRequest, NewEvent, RecordedEvent  # noqa: E402
 from event_store.integrity import encode_json  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
+from vigil.runtime import tune_gc  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
 import contextlib
 
@@ -194,15 +197,13 @@ async def subscription(rec: PostgresRecorder, rate: float, seconds: float) -> No
           " so it includes the post-commit return)")
 
 
-async def read_pages(rec: PostgresRecorder, fold: Callable[[list[RecordedEvent]], None] | None = None) -> int:
-    after, n = 0, 0
-    while page := await rec.read_all(after, 10_000):
-        if fold is not None:
-            fold(page)
-        n += len(page)
-        after = page[-1].position
-        if len(page) < 10_000:
-            break
+async def read_pages(rec: PostgresRecorder, fold: Callable[[Sequence[RecordedEvent]], None] | None = None) -> int:
+    n = 0
+    async with contextlib.aclosing(rec.read_all_pages(0, 10_000)) as pages:
+        async for page in pages:
+            if fold is not None:
+                fold(page)
+            n += len(page)
     return n
 
 
@@ -228,7 +229,7 @@ async def replay(rec: PostgresRecorder, url: str) -> None:
         return
     latest: dict[str, dict[str, Any]] = {}
 
-    def fold(page: list[RecordedEvent]) -> None:
+    def fold(page: Sequence[RecordedEvent]) -> None:
         for e in page:
             if e.event_type == "VitalsObserved":
                 latest[e.stream_id] = {**latest.get(e.stream_id, {}), **e.payload, "at": e.occurred_at}
@@ -238,6 +239,14 @@ async def replay(rec: PostgresRecorder, url: str) -> None:
     dt = time.perf_counter() - t
     line("replay -> in-process fold (no projections)", f"{n / dt:>10,.0f} events/s  "
          f"({n:,} events -> latest vitals of {len(latest)} streams in {dt:.1f} s)")
+
+
+async def timed_read(rec: PostgresRecorder, cpu: Cpu, label: str,
+                     fold: Callable[[Sequence[RecordedEvent]], None] | None = None) -> None:
+    t, c, server = time.perf_counter(), time.process_time(), cpu.server()
+    total = await read_pages(rec, fold)
+    dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
+    line(label, f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s; {cpu.per_event(c, server, total)})")
 
 
 async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
@@ -251,6 +260,8 @@ async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
                                 ("server_version", "fsync", "synchronous_commit")]
         print(f"cores={os.cpu_count()}  PostgreSQL {version}  fsync={fsync} synchronous_commit={sync}"
               f"  mode={'quick' if quick else 'default'}  load average {os.getloadavg()[0]:.1f} at start")
+        print(f"gc young-generation threshold {gc.get_threshold()[0]:,} (vigil.runtime.tune_gc, as in every vigil "
+              "process; --python-gc keeps CPython's 700)")
         sample = [vitals("patient-x", "p0001", 0) for _ in range(1000)]
         payload, metadata = (statistics.fmean(len(encode_json(getattr(e, f)).encode()) for e in sample)
                              for f in ("payload", "metadata"))
@@ -261,21 +272,19 @@ async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
         for writers in (1, 16):
             await single(rec, writers, secs)
         await subscription(rec, 200.0, 2.0 if quick else 5.0)
-        t, c, server = time.perf_counter(), time.process_time(), cpu.server()
-        total = await read_pages(rec)
-        dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
-        line("read_all, 10 000/page", f"{total / dt:>10,.0f} events/s  ({total:,} events in {dt:.1f} s; "
-             f"{cpu.per_event(c, server, total)})")
+        await timed_read(rec, cpu, "read_all_pages, 10 000/page")
+        vigil_gc = gc.get_threshold()
+        gc.set_threshold(700, *vigil_gc[1:])
+        try:
+            await timed_read(rec, cpu, "  the same, CPython's default gc (700)")
+        finally:
+            gc.set_threshold(*vigil_gc)
 
-        def touch(page: list[RecordedEvent]) -> None:
+        def touch(page: Sequence[RecordedEvent]) -> None:
             for e in page:
                 e.payload, e.metadata, e.occurred_at, e.recorded_at  # noqa: B018 - decoded on first access
 
-        t, c, server = time.perf_counter(), time.process_time(), cpu.server()
-        total = await read_pages(rec, touch)
-        dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
-        line("read_all, 10 000/page, every field decoded", f"{total / dt:>10,.0f} events/s  ({total:,} events in "
-             f"{dt:.1f} s; {cpu.per_event(c, server, total)})")
+        await timed_read(rec, cpu, "read_all_pages, every field decoded", touch)
         await replay(rec, url)
         t, c, server = time.perf_counter(), time.process_time(), cpu.server()
         report = await rec.verify()
@@ -300,7 +309,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--database-url", help="use this database instead of a private cluster")
     p.add_argument("--quick", action="store_true", help="~15-30 s run: ~1 s per append figure")
+    p.add_argument("--python-gc", action="store_true", help="keep CPython's default gc thresholds")
     args = p.parse_args()
+    if not args.python_gc:
+        tune_gc()
     if args.database_url:
         asyncio.run(measure(args.database_url, args.quick))
         return

@@ -24,15 +24,38 @@ import abc
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter, itemgetter
+from typing import TypeVar
 
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
 from event_store.integrity import StoredFields, StoredRow, VerifyReport, encode_json, leaf_hash, link, micros, verify
 
-__all__ = ["EventRecorder", "LogHead", "Prepared", "prepare", "Assignment", "assign", "NewRow", "chain"]
+__all__ = ["EventRecorder", "LogHead", "Prepared", "prepare", "Assignment", "assign", "NewRow", "chain", "prefetched"]
+
+T = TypeVar("T")
+
+
+async def prefetched(fetch: Callable[[int], Awaitable[Sequence[T]]], after: int, page: int,
+                     position_of: Callable[[T], int]) -> AsyncGenerator[Sequence[T], None]:
+    """Pages ``fetch(after)``, ``fetch(<last position of that page>)``, ... until one is
+    short, each requested before the previous one is handed out: the database reads
+    the next page while the caller works through this one."""
+    pending: asyncio.Task[Sequence[T]] | None = asyncio.ensure_future(fetch(after))
+    try:
+        while pending is not None:
+            rows = await pending
+            pending = asyncio.ensure_future(fetch(position_of(rows[-1]))) if len(rows) == page else None
+            if rows:
+                yield rows
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +172,10 @@ def chain(
     return rows, previous
 
 
+_POSITION: Callable[[RecordedEvent], int] = attrgetter("position")
+_FIRST: Callable[[StoredFields], int] = itemgetter(0)
+
+
 class EventRecorder(abc.ABC):
     """Append-only, ordered, idempotent storage of events."""
 
@@ -195,27 +222,19 @@ class EventRecorder(abc.ABC):
         cheaper to build than `StoredRow`."""
         return await self.read_stored(after, limit)
 
+    def read_all_pages(self, after: int = 0, page: int = 10_000) -> AsyncGenerator[Sequence[RecordedEvent], None]:
+        """Every event after ``after`` as it is stored now, in pages of ``page`` events in
+        position order; the next page is read while the caller handles this one. (Unlike
+        `subscribe`, it ends at the last event stored.) Close it with ``aclose()`` if
+        you stop early."""
+        return prefetched(lambda position: self.read_all(position, page), after, page, _POSITION)
+
     async def verify(self, page: int = 10_000) -> VerifyReport:
-        """Recompute the hash chain over the whole log (see `event_store.integrity`)."""
+        """Recompute the hash chain over the whole log (see `event_store.integrity`);
+        the next page is read while this one is hashed."""
         head = await self.head()
-
-        async def pages() -> AsyncGenerator[Sequence[StoredFields], None]:
-            # The next page is fetched while this one is hashed, so the database's
-            # work overlaps ours.
-            pending: asyncio.Task[Sequence[StoredFields]] | None = asyncio.create_task(
-                self._read_stored_fields(0, page))
-            try:
-                while pending is not None:
-                    rows = await pending
-                    pending = asyncio.create_task(self._read_stored_fields(rows[-1][0], page)) \
-                        if len(rows) == page else None
-                    if rows:
-                        yield rows
-            finally:
-                if pending is not None:
-                    pending.cancel()
-
-        async with contextlib.aclosing(pages()) as rows:
+        pages = prefetched(lambda position: self._read_stored_fields(position, page), 0, page, _FIRST)
+        async with contextlib.aclosing(pages) as rows:
             return await verify(rows, head.position, head.chain_hash)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, not abstract

@@ -24,6 +24,7 @@ Rules (tables in ``event_store/migrations/0005_projections.sql``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -308,14 +309,14 @@ class PostgresProjector:
     async def catch_up(self) -> int:
         """Apply every event stored now, page by page; return the checkpoint reached."""
         checkpoint = await self.position()
-        while True:
-            page = await self._recorder.read_all(checkpoint, self._page_size)
-            if not page:
-                return checkpoint
-            reached = await self.apply_page(page)
-            if reached == checkpoint:
-                raise EventStoreError(f"projection {self._schema}: the log has a gap after position {checkpoint}")
-            checkpoint = reached
+        # The next page is read while this one is applied.
+        async with contextlib.aclosing(self._recorder.read_all_pages(checkpoint, self._page_size)) as pages:
+            async for page in pages:
+                reached = await self.apply_page(page)
+                if reached == checkpoint:
+                    raise EventStoreError(f"projection {self._schema}: the log has a gap after position {checkpoint}")
+                checkpoint = reached
+        return checkpoint
 
     async def run_until(self, position: int, poll_interval: float = 0.1) -> int:
         """Catch up, polling, until the checkpoint reaches ``position``; return it.

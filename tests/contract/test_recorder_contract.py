@@ -265,3 +265,26 @@ async def test_a_subscriber_catching_up_over_many_pages_sees_every_event_once(re
         await recorder.append_batch([AppendRequest(f"patient-b{i}", tuple(ev(f"patient-b{i}") for _ in range(100)))])
     await asyncio.wait_for(follower, 60)
     assert seen == list(range(1, 2_500 + 1_300 + 1))
+
+
+async def test_read_all_pages_hands_out_every_event_once_in_order(recorder: EventRecorder) -> None:
+    await recorder.append_batch(large_batch(streams=4, per=250, tag="p"))  # 1 000 events
+    async with contextlib.aclosing(recorder.read_all_pages(0, page=300)) as pages:
+        got = [[e.position for e in page] async for page in pages]
+    assert [len(page) for page in got] == [300, 300, 300, 100]
+    assert [p for page in got for p in page] == list(range(1, 1001))
+    async with contextlib.aclosing(recorder.read_all_pages(990, page=5)) as pages:
+        assert [[e.position for e in page] async for page in pages] == [[991, 992, 993, 994, 995],
+                                                                       [996, 997, 998, 999, 1000]]
+    # A full last page is followed by one more read, which finds nothing: no empty page is handed out.
+    async with contextlib.aclosing(recorder.read_all_pages(1000, page=5)) as pages:
+        assert [page async for page in pages] == []
+
+
+async def test_read_all_pages_closed_early_leaves_the_recorder_usable(recorder: EventRecorder) -> None:
+    await recorder.append_batch(large_batch(streams=2, per=100, tag="q"))
+    async with contextlib.aclosing(recorder.read_all_pages(0, page=10)) as pages:
+        async for page in pages:
+            assert [e.position for e in page] == list(range(1, 11))
+            break  # the next page is already being read: closing must cancel it cleanly
+    assert [e.position for e in await recorder.read_all(195)] == [196, 197, 198, 199, 200]
