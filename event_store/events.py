@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from event_store.exceptions import InvalidEvent
 
 __all__ = ["NewEvent", "RecordedEvent", "StoredTime", "JsonObject", "AppendRequest", "ANY_VERSION", "NO_STREAM"]
@@ -73,6 +75,20 @@ class NewEvent:
             raise InvalidEvent("payload: must be a JSON object")
         if not isinstance(self.metadata, dict):
             raise InvalidEvent("metadata: must be a JSON object")
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _decode(text: str) -> Any:
+    """Stored JSON text back to its value: orjson (several times faster), or the
+    standard library where orjson would change it: orjson reads integers beyond 64
+    bits as floats. Those have 19 digits or more, so any text with such a run of digits
+    is read by the standard library; the few others with one (a digit string, a float
+    like 0.000123... with 17 significant digits) only take the slower path."""
+    if _LONG_DIGITS.search(text) is not None:
+        return json.loads(text)
+    return orjson.loads(text)
 
 
 class RecordedEvent:
@@ -172,14 +188,14 @@ class RecordedEvent:
     def payload(self) -> JsonObject:
         p = self._payload
         if isinstance(p, str):
-            p = self._payload = json.loads(p)
+            p = self._payload = _decode(p)
         return p
 
     @property
     def metadata(self) -> JsonObject:
         m = self._metadata
         if isinstance(m, str):
-            m = self._metadata = json.loads(m)
+            m = self._metadata = _decode(m)
         return m
 
     @property

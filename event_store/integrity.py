@@ -32,10 +32,12 @@ import asyncio
 import functools
 import hashlib
 import json
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
+
+import orjson
 
 __all__ = [
     "GENESIS", "StoredRow", "StoredFields", "encode_json", "micros", "leaf_hash", "link", "VerifyReport", "verify",
@@ -49,36 +51,29 @@ _YIELD_EVERY = 1000
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _one_shot_encoder() -> Callable[[object], str]:
-    """`JSONEncoder.encode` builds a new C encoder object on every call, which is half
-    the cost of encoding a small payload. Build one once and reuse it, with the exact
-    arguments `JSONEncoder.iterencode` would pass; without circular-reference markers,
-    because a shared markers dict is left dirty by an error midway. If the C
-    accelerator is missing or no longer takes those arguments, or disagrees with the
-    encoder on a sample, fall back to `JSONEncoder.encode`."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _ENCODER.encode
+# Types orjson would encode on its own but the standard library refuses (datetimes,
+# dataclasses, subclasses of str/int/dict/list) go to `default`, which hands them back.
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def encode_json(value: object) -> str:
+    """The JSON text written for a payload or metadata (and hashed as it is): compact,
+    UTF-8 kept as is, NaN and infinities refused (`ValueError`), in insertion order.
+
+    orjson writes it, about five times faster than the standard library (encoding is
+    most of an append's client time). Anything orjson cannot write exactly as intended
+    goes to the standard library's checking encoder instead: a type it does not take,
+    an integer beyond 64 bits, nesting deeper than 254, and any output containing
+    ``null``, because orjson writes NaN and infinities as ``null`` where they must be
+    refused. Either way the text is what is stored and hashed, and the same value
+    always takes the same path, so it always gets the same text."""
     try:
-        fast = make(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
-        sample: object = {"k": [1, 2.5, -0.0, "é\n\"", None, True, {}], "z": 1e100}
-        if "".join(fast(sample, 0)) != _ENCODER.encode(sample):
-            return _ENCODER.encode
-    except (TypeError, ValueError):
-        return _ENCODER.encode
-
-    def encode(value: object) -> str:
-        try:
-            return "".join(fast(value, 0))
-        except RecursionError:
-            return _ENCODER.encode(value)  # a cycle: let the checking encoder name it (ValueError)
-
-    return encode
-
-
-encode_json: Callable[[object], str] = _one_shot_encoder()
-"""The JSON text written for a payload or metadata (and hashed as it is): compact,
-UTF-8 kept as is, NaN and infinities refused (`ValueError`)."""
+        out = orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return _ENCODER.encode(value)
+    if b"null" in out:
+        return _ENCODER.encode(value)
+    return out.decode()
 
 _MICROSECOND = timedelta(microseconds=1)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -103,3 +104,16 @@ def test_recorded_events_match_patterns_like_the_dataclass_did() -> None:
             assert hr == 80
         case _:
             pytest.fail("a stored event did not match its fields")
+
+
+@pytest.mark.parametrize("text", [
+    '{"hr":80,"temp":37.1,"ok":true,"none":null,"s":"Zoë"}',
+    '{"big":1237940039285380274899124224,"neg":-9223372036854775809}',  # beyond 64 bits: exact ints
+    '{"small":0.00012345678901234568,"e":1e+300,"f":1e300}',
+    '{"digits":"12345678901234567890123"}',
+])
+def test_stored_payload_text_reads_back_exactly_as_the_standard_library_reads_it(text: str) -> None:
+    e = RecordedEvent.stored(1, uuid.uuid4(), "patient-p1", 1, "VitalsObserved", 1, micros(T0), micros(T0), text, text, b"")
+    assert e.payload == json.loads(text)
+    assert e.metadata == json.loads(text)
+    assert [type(v) for v in e.payload.values()] == [type(v) for v in json.loads(text).values()]

@@ -1,6 +1,6 @@
-"""The pure parts of appending and verifying: the JSON encoder (which reuses one C
-encoder rather than building one per call), `assign`/`chain` as the sequencer uses
-them, and `verify` over plain tuples as PostgreSQL hands them over."""
+"""The pure parts of appending and verifying: the JSON encoder (orjson, with the
+standard library's checking encoder behind it), `assign`/`chain` as the sequencer
+uses them, and `verify` over plain tuples as PostgreSQL hands them over."""
 
 from __future__ import annotations
 
@@ -24,13 +24,56 @@ def reference(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-@pytest.mark.parametrize("value", [
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+VALUES = [
     {}, {"a": 1}, {"hr": 80, "spo2": 97.5, "temp": 37.2, "ok": True, "none": None, "list": [1, [2, [3]]]},
     {"text": "Zoë \u2013 ☃ 😀", "ctl": "\x00\x1f\n\r\t\"\\/", "big": 1e300, "tiny": 5e-324, "neg0": -0.0},
     {"int": 2**100, "neg": -(2**64), "nested": {"k": {"k": {"k": []}}}}, [1, "a", None], "plain", 3.25,
-])
-def test_encode_json_writes_what_json_dumps_writes(value: object) -> None:
-    assert encode_json(value) == reference(value)
+    {"deep": _nested(300)},  # beyond orjson's depth limit of 254
+    {"z": 1, "a": 2, "m": {"y": 1e-7, "b": 1e16}},
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_encode_json_is_compact_json_that_reads_back_as_the_value(value: object) -> None:
+    text = encode_json(value)
+    assert json.loads(text) == value
+    assert text == encode_json(json.loads(text))  # the same value always gets the same text
+    if isinstance(value, dict):
+        assert list(json.loads(text)) == list(value)  # insertion order kept
+
+
+def test_encode_json_is_compact() -> None:
+    assert encode_json({"a": [1, 2.5], "b": {"c": "d e"}, "f": None}) == '{"a":[1,2.5],"b":{"c":"d e"},"f":null}'
+    assert encode_json({"a": [1, 2.5], "b": {"c": "d e"}}) == '{"a":[1,2.5],"b":{"c":"d e"}}'
+
+
+def test_encode_json_keeps_utf8_and_the_sign_of_zero() -> None:
+    text = encode_json({"name": "Zoë ☃", "neg0": -0.0})
+    assert "Zoë ☃" in text
+    assert str(json.loads(text)["neg0"]) == "-0.0"
+
+
+def test_encode_json_takes_what_the_standard_library_takes_and_no_more() -> None:
+    # orjson alone would write a datetime (as RFC 3339 text); JSON payloads hold none.
+    with pytest.raises(TypeError):
+        encode_json({"at": T0})
+    # Subclasses of str and int are written as their plain values, as json.dumps does.
+    assert encode_json({"id": _Str("x"), "n": _Int(3)}) == reference({"id": "x", "n": 3})
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
 
 
 @pytest.mark.parametrize(("value", "error"), [
