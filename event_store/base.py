@@ -64,10 +64,10 @@ class LogHead:
     chain_hash: bytes
 
 
-Prepared = tuple[str, str, str, bytes]
+Prepared = tuple[str, str, str, bytes, int]
 """What `prepare()` computes for an event: its id as text (the canonical form, which
 asyncpg also parses faster than it reads a `uuid.UUID`), payload JSON, metadata
-JSON, and leaf hash."""
+JSON, leaf hash, and its occurrence time in integer microseconds since the Unix epoch."""
 
 
 def prepare(events: Iterable[NewEvent], recorded_at: datetime) -> list[Prepared]:
@@ -77,9 +77,10 @@ def prepare(events: Iterable[NewEvent], recorded_at: datetime) -> list[Prepared]
     encode = encode_json
     for e in events:
         event_id, payload_json, metadata_json = str(e.event_id), encode(e.payload), encode(e.metadata)
+        occurred_us = micros(e.occurred_at)
         out.append((event_id, payload_json, metadata_json, leaf_hash(
-            event_id, e.stream_id, e.event_type, e.schema_version, micros(e.occurred_at), recorded_us,
-            payload_json, metadata_json)))
+            event_id, e.stream_id, e.event_type, e.schema_version, occurred_us, recorded_us,
+            payload_json, metadata_json), occurred_us))
     return out
 
 
@@ -146,11 +147,13 @@ def assign(
     return Assignment(new, new_versions, positions, changed, position)
 
 
-NewRow = tuple[int, str, str, int, str, int, datetime, datetime, str, str, bytes]
+NewRow = tuple[int, str, str, int, str, int, int, int, str, str, bytes]
 """A new event as written, in the ``events`` table's column order: position, event
-id (text), stream id, stream version, event type, schema version, occurred at,
-recorded at, payload JSON, metadata JSON, chain hash. (A plain tuple: a large batch
-builds one per event, and asyncpg's COPY takes them as they are.)"""
+id (text), stream id, stream version, event type, schema version, occurred at and
+recorded at (integer microseconds since the Unix epoch, as hashed), payload JSON,
+metadata JSON, chain hash. (A plain tuple: a large batch builds one per event, and
+asyncpg's COPY takes them as they are; `event_store.postgres` gives it a
+``timestamptz`` codec that writes integer times without making datetimes of them.)"""
 
 
 def chain(
@@ -163,11 +166,12 @@ def chain(
     rows: list[NewRow] = []
     stop = start + len(prepared)
     position = plan.first + start
-    for e, version, (event_id, payload_json, metadata_json, leaf) in zip(
+    recorded_us = micros(recorded_at)
+    for e, version, (event_id, payload_json, metadata_json, leaf, occurred_us) in zip(
             plan.events[start:stop], plan.versions[start:stop], prepared, strict=True):
         previous = link(previous, leaf)
-        rows.append((position, event_id, e.stream_id, version, e.event_type, e.schema_version, e.occurred_at,
-                     recorded_at, payload_json, metadata_json, previous))
+        rows.append((position, event_id, e.stream_id, version, e.event_type, e.schema_version, occurred_us,
+                     recorded_us, payload_json, metadata_json, previous))
         position += 1
     return rows, previous
 

@@ -41,7 +41,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from itertools import starmap
 from typing import Any, TypeVar
@@ -53,7 +53,7 @@ from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import (
     AppendForbidden, ConcurrencyConflict, EventStoreError, MigrationError, StoreUnavailable,
 )
-from event_store.integrity import StoredFields, StoredRow
+from event_store.integrity import StoredFields, StoredRow, micros
 
 __all__ = ["PostgresRecorder", "NOTIFY_CHANNEL", "migrate"]
 
@@ -133,6 +133,34 @@ SELECT position, event_id::text, stream_id, stream_version, event_type, schema_v
        payload::text, metadata::text, chain_hash
 FROM events WHERE position > $1 ORDER BY position LIMIT $2
 """
+
+
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_PG_EPOCH_US = 946_684_800_000_000
+"""2000-01-01 UTC, PostgreSQL's time origin, in Unix microseconds."""
+_INFINITY = (1 << 63) - 1
+
+
+def _encode_time(value: int | datetime) -> tuple[int]:
+    """``timestamptz`` as PostgreSQL's binary form counts it: microseconds since 2000.
+    Rows of an append carry Unix microseconds (`NewRow`), so COPY writes them without
+    building datetimes; asyncpg's own encoder spent about 0.6 us on each datetime, a
+    sixth of an appended event's client time. Datetimes (query parameters) still work."""
+    if isinstance(value, datetime):
+        value = micros(value)
+    return (value - _PG_EPOCH_US,)
+
+
+def _decode_time(value: tuple[int]) -> datetime:
+    (us,) = value
+    if us in (_INFINITY, -_INFINITY - 1):
+        return datetime.max.replace(tzinfo=UTC) if us > 0 else datetime.min.replace(tzinfo=UTC)
+    return _UNIX_EPOCH + timedelta(microseconds=us + _PG_EPOCH_US)
+
+
+async def _set_up_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("timestamptz", schema="pg_catalog", encoder=_encode_time, decoder=_decode_time,
+                              format="tuple")
 
 
 class _AlreadyStored(Exception):
@@ -298,7 +326,8 @@ class PostgresRecorder(EventRecorder):
         settings = {"plan_cache_mode": "force_custom_plan"} | ({"role": role} if role else {})
 
         async def open_pool() -> asyncpg.Pool:
-            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings)
+            return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings,
+                                             init=_set_up_connection)
 
         return cls(await _retrying("connect", open_pool, attempts), dsn)
 

@@ -175,3 +175,13 @@ async def test_verify_finds_tampering_in_plain_tuples(tamper: Any, first_bad: in
     tamper(rows)
     report = await verify(pages(rows, 700), 2_000, head)
     assert not report.ok and report.first_bad_position == first_bad, report.summary()
+
+
+def test_the_postgres_time_codec_takes_unix_microseconds_and_datetimes_alike() -> None:
+    from event_store.postgres import _decode_time, _encode_time
+
+    for t in (T0, datetime(2000, 1, 1, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)):
+        assert _encode_time(t) == _encode_time(micros(t))
+        assert _decode_time(_encode_time(t)) == t
+    assert _encode_time(datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == (1,)  # PostgreSQL counts from 2000
+    assert _decode_time(((1 << 63) - 1,)).year == 9999  # 'infinity', as asyncpg's own decoder gives it
