@@ -163,6 +163,15 @@ async def _set_up_connection(conn: asyncpg.Connection) -> None:
                               format="tuple")
 
 
+async def _keep_session(_: asyncpg.Connection) -> None:
+    """Pool ``reset``: nothing to undo. asyncpg's default runs a reset query (unlock
+    advisory locks, close cursors, UNLISTEN, RESET ALL) on every release, a round trip
+    per append. This pool's connections never hold session state: every use is one
+    transaction (asyncpg still rolls back one left open), advisory locks are
+    transaction-scoped, LISTEN has a connection of its own (`subscribe`), and
+    settings come as startup parameters."""
+
+
 class _AlreadyStored(Exception):
     """An event id of the batch is in the log already: append again, looking ids up."""
 
@@ -327,7 +336,7 @@ class PostgresRecorder(EventRecorder):
 
         async def open_pool() -> asyncpg.Pool:
             return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings,
-                                             init=_set_up_connection)
+                                             init=_set_up_connection, reset=_keep_session)
 
         return cls(await _retrying("connect", open_pool, attempts), dsn)
 
