@@ -249,13 +249,14 @@ async def _copy(conn: asyncpg.Connection, plan: Assignment, now: datetime, previ
     await conn.execute(_FINISH, list(plan.streams), list(plan.streams.values()), plan.position, chainer.head_hash)
 
 
-async def _retrying(what: str, call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Run ``call``; retry only transient errors, with back-off; translate the rest."""
+async def _retrying(what: str, call: Callable[[], Awaitable[T]], attempts: int = 5,
+                    transient: tuple[type[BaseException], ...] = _TRANSIENT) -> T:
+    """Run ``call``; retry only ``transient`` errors, with back-off; translate the rest."""
     delay = 0.1
     for attempt in range(1, attempts + 1):
         try:
             return await call()
-        except _TRANSIENT as e:
+        except transient as e:
             if attempt == attempts:
                 raise StoreUnavailable(f"{what}: database unreachable after {attempts} attempts: {e}") from e
             await asyncio.sleep(delay)
@@ -338,7 +339,9 @@ class PostgresRecorder(EventRecorder):
             return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings,
                                              init=_set_up_connection, reset=_keep_session)
 
-        return cls(await _retrying("connect", open_pool, attempts), dsn)
+        # A server that has just started may accept connections a moment before its
+        # database is created (vigil.services.postgres, container entry points): wait for it too.
+        return cls(await _retrying("connect", open_pool, attempts, (*_TRANSIENT, asyncpg.InvalidCatalogNameError)), dsn)
 
     async def close(self) -> None:
         await self._pool.close()
