@@ -20,7 +20,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from event_store.postgres import _retrying
+from event_store.postgres import _keep_session, _retrying
 
 __all__ = ["WaveformChunk", "WaveformStore"]
 
@@ -67,7 +67,9 @@ class WaveformStore:
 
     @classmethod
     async def connect(cls, dsn: str, *, max_size: int = 2) -> WaveformStore:
-        pool = await _retrying("connect", lambda: asyncpg.create_pool(dsn, min_size=1, max_size=max_size))
+        # Like the recorder's pool: no session state to reset between uses.
+        pool = await _retrying("connect", lambda: asyncpg.create_pool(dsn, min_size=1, max_size=max_size,
+                                                                      reset=_keep_session))
         return cls(pool)
 
     async def close(self) -> None:
