@@ -15,13 +15,26 @@ Exactly-once effect, without Kafka transactions (the embedded broker has none):
    It is checkpointed every few seconds, only when the events of every message it
    covers are durable, and those messages are acknowledged only after that. The
    state records the offset of the last message applied to it.
-3. Faust flushes the producer (changelogs) before every offset commit, so after a
-   crash the recovered state is at or ahead of the committed offset. Messages the
+3. With the checkpoints, the table records each input partition's *resume offset*:
+   every message before it is covered by a checkpoint or finished (dead-lettered)
+   for good. It follows the checkpoints in the same changelog partition (the
+   producer sends one batch per partition at a time), so it never gets ahead of
+   them, even after a crash.
+4. When partitions are assigned (a start, a rebalance, a crash of another worker),
+   the worker seeks each input partition to the recovered table's resume offset and
+   makes it the group's committed offset, before Faust seeks to that. Faust's own
+   commits are not trusted for this: with messages acknowledged out of offset
+   order, as here, they can pass a message still in flight (faust-streaming #606),
+   and Faust's pure-Python stream loop acknowledges the messages it skips during a
+   rebalance, even on a `noack()` stream (#527). From the resume offset, messages a
    state already covers are skipped; the others are processed again from exactly
    the state that produced them the first time.
 
-On a rebalance the sink is drained first (checkpoints written, producer flushed),
-so the next owner of a partition recovers the newest state.
+On a rebalance the sink is drained first, then every state is checkpointed and the
+producer flushed, so the next owner of a partition recovers the newest state and a
+resume offset past everything this worker did. The table changelogs exist before
+the worker joins its group (`declare_topics`), or the group would get no changelog
+partitions to recover from.
 """
 
 from __future__ import annotations
@@ -34,6 +47,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from faust.types import TP
 
 from detectors.alarm_limits import default_limits
 from detectors.alarms import AlarmEngine
@@ -74,7 +89,13 @@ class WorkerConfig:
     """Faust app id and consumer group; default ``topics.app_id``. A new id re-reads
     the topics from the start with fresh table state."""
     partitions: int = 4
+    """Partitions of the input topics and table changelogs: at most this many workers
+    of a group get a share. Must match the input topics if they exist already."""
     replication_factor: int = 1
+    standby_replicas: int = 0
+    """Standby copies of each table partition kept by other workers. Only useful with
+    ``rocksdb://``: a ``memory://`` standby is read again from the changelog's start
+    when it is promoted, like a partition the worker never had."""
     store: str = "memory://"
     """Faust table store; ``rocksdb://`` keeps tables on local disk in production."""
     checkpoint_interval: float = 5.0
@@ -98,6 +119,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         web_enabled=False,
         topic_partitions=cfg.partitions,
         topic_replication_factor=cfg.replication_factor,
+        table_standby_replicas=cfg.standby_replicas,
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=6.0,
         broker_heartbeat_interval=1.0,
@@ -123,9 +145,12 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         t.key_serializer = t.value_serializer = "raw"  # type: ignore[attr-defined]
         return t
 
+    vitals_table, ecg_table = table("vitals-state"), table("ecg-state")
     vitals_states: PatientStates[VitalsPatient] = PatientStates(
-        table("vitals-state"), VitalsPatient.encode, VitalsPatient.decode)
-    ecg_states: PatientStates[EcgPatient] = PatientStates(table("ecg-state"), EcgPatient.snapshot, EcgPatient.restore)
+        vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir))
+    ecg_states: PatientStates[EcgPatient] = PatientStates(ecg_table, EcgPatient.snapshot, EcgPatient.restore,
+                                                          (names.ecg,))
+    states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
     engine = ENGINE  # stateless apart from its policy: one for every source
     limits = default_limits(cfg.care_area)
     if cfg.hr_high_limit is not None:
@@ -145,11 +170,14 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         return sink["main"]
 
     async def on_revoked(_: Any, revoked: set[Any], **__: Any) -> None:
-        # The next owner must recover the newest state: make everything durable,
-        # checkpoint it, and flush the changelog before letting the partitions go.
+        # The next owner must recover the newest state: make everything durable
+        # (events, then dead letters), checkpoint it with the resume offsets, and
+        # flush the changelog before letting the partitions go.
         gone = {tp.partition for tp in revoked}
         if "main" in sink:
             await sink["main"].drain()
+        await app.producer.flush()
+        await asyncio.sleep(0)  # let the dead letters' done-callbacks run
         for states in (vitals_states, ecg_states):
             await states.checkpoint_idle(gone)
             states.forget(gone)
@@ -157,20 +185,59 @@ def build_app(cfg: WorkerConfig) -> faust.App:
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode's Signal typing is narrower
 
-    async def dead_letter(stream: Any, event: Any, reason: str, detail: str) -> None:
+    def resume_from_table(states: PatientStates[Any]) -> Callable[[], Awaitable[None]]:
+        async def recovered() -> None:
+            # Faust calls this once the table is recovered, then seeks the input
+            # partitions to the group's committed offsets and resumes them: moving the
+            # committed offsets to the table's resume offsets makes that seek land there.
+            # Uses the consumer's raw commit: its public one only commits acknowledged offsets.
+            consumer: Any = app.consumer
+            offsets = states.resume_offsets({(tp.topic, tp.partition) for tp in consumer.assignment()})
+            if not offsets:
+                return
+            log.info("resuming %s", sorted(offsets.items()))
+            tps = {TP(t, p): offset for (t, p), offset in offsets.items()}
+            try:
+                # Seek as well: Faust's seek skips a committed offset of 0.
+                for tp, offset in tps.items():
+                    await consumer.seek(tp, offset)
+                if not await consumer._commit(tps):
+                    log.warning("could not move the committed offsets to the resume offsets %s "
+                                "(rebalancing again?)", offsets)
+            except Exception:  # Faust drops exceptions of recovery callbacks silently
+                log.exception("moving the committed offsets to the resume offsets %s", offsets)
+
+        return recovered
+
+    vitals_table.on_recover(resume_from_table(vitals_states))
+    ecg_table.on_recover(resume_from_table(ecg_states))
+
+    async def last_checkpoint(_: Any, **__: Any) -> None:
+        # Faust has waited for every message to be acknowledged (and flushes the
+        # producer after this): write the final resume offsets.
+        for states in (vitals_states, ecg_states):
+            await states.checkpoint_idle()
+
+    app.on_before_shutdown.connect(last_checkpoint)  # type: ignore[arg-type]
+
+    async def dead_letter(stream: Any, event: Any, reason: str, detail: str, *, applied: bool = False) -> None:
+        """Refuse ``event``. If it was ``applied`` to a state (the store refused its
+        events), its checkpoint acknowledges it, as for any applied message."""
         msg = event.message
         counters[reason] += 1
         source = DeadLetterSource(msg.topic, msg.partition, msg.offset,
                                   None if msg.timestamp is None else round(msg.timestamp * 1000), msg.key)
         log.warning("dead-lettered %s/%s/%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, detail[:200])
-        await dead_letters.send(key=msg.key, value=encode_dead_letter(reason, detail, source, msg.value,
-                                                                      worker=app.conf.id),
-                                headers=dead_letter_headers(reason, detail, source))
-        await stream.ack(event)
+        sent = await dead_letters.send(key=msg.key, value=encode_dead_letter(reason, detail, source, msg.value,
+                                                                             worker=app.conf.id),
+                                       headers=dead_letter_headers(reason, detail, source))
+        states_of[msg.topic].dead_lettered(stream, event, sent, applied=applied)
+        if not applied:
+            await stream.ack(event)
 
     def rejected_by_store(stream: Any, event: Any) -> Callable[[str], Awaitable[None]]:
         async def rejected(reason: str) -> None:
-            await dead_letter(stream, event, "store_rejected", reason)
+            await dead_letter(stream, event, "store_rejected", reason, applied=True)
 
         return rejected
 
@@ -181,7 +248,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         key = f"{kind}/{readings[0].patient_id}"
         state = vitals_states.get(key) or VitalsPatient(engine.new_state(readings[0].patient_id, cfg.care_area, limits))
         if msg.offset <= state.offset:
-            await stream.ack(event)  # already applied before a restart
+            vitals_states.covered(key, stream, event)  # already applied before a restart
             return
         new_events: list[NewEvent] = []
         for vitals in readings:
@@ -201,6 +268,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
         async for event in stream.noack().events():
+            vitals_states.consumed(event)
             try:
                 readings = [decode_vitals(event.value)]
             except Rejected as r:
@@ -211,6 +279,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(fhir_topic)
     async def fhir_agent(stream: Any) -> None:
         async for event in stream.noack().events():
+            vitals_states.consumed(event)
             try:
                 readings = decode_fhir(event.value)
             except Rejected as r:
@@ -224,6 +293,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(ecg_topic)
     async def ecg_agent(stream: Any) -> None:
         async for event in stream.noack().events():
+            ecg_states.consumed(event)
             msg = event.message
             try:
                 chunk = decode_ecg_chunk(event.value)
@@ -233,7 +303,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             key = f"{chunk.patient_id}/{chunk.lead.name}"
             state = ecg_states.get(key)
             if state is not None and msg.offset <= state.offset:
-                await stream.ack(event)  # already applied before a restart
+                ecg_states.covered(key, stream, event)  # already applied before a restart
                 continue
             source = SourceRef(msg.topic, msg.partition, msg.offset)
             try:
@@ -287,15 +357,65 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             for states in (vitals_states, ecg_states):
                 await states.checkpoint_idle()
 
+    reported: Counter[str] = Counter()
+
     @app.timer(30.0)  # type: ignore[untyped-decorator]
     async def report() -> None:
-        if "main" in sink:
-            st = sink["main"].stats
-            log.info("sink: %d batches, %d events, %d waveforms, %d retries; checkpoints %d; dead letters %s",
-                     st.batches, st.events, st.waveforms, st.retries,
-                     vitals_states.checkpoints + ecg_states.checkpoints, dict(counters))
+        # At WARNING when messages were dead-lettered since the last report, so that the
+        # counters per reason show at the worker's default log level (warn); else INFO.
+        level = logging.INFO if counters == reported else logging.WARNING
+        reported.clear()
+        reported.update(counters)
+        st = sink["main"].stats if "main" in sink else None
+        log.log(level, "sink: %d batches, %d events, %d waveforms, %d retries; checkpoints %d; "
+                "dead letters by reason %s", st.batches if st else 0, st.events if st else 0,
+                st.waveforms if st else 0, st.retries if st else 0,
+                vitals_states.checkpoints + ecg_states.checkpoints, dict(sorted(counters.items())))
 
     return app
+
+
+async def declare_topics(cfg: WorkerConfig, app: faust.App, timeout: float = 60.0) -> None:
+    """Create the topics the worker reads and writes, as Faust would, and wait until the
+    broker's metadata lists them with leaders.
+
+    Faust declares its table changelogs as the worker starts, but the consumer's first
+    metadata request can come before the broker's metadata shows a topic just created;
+    aiokafka then refreshes it only every ``metadata.max.age.ms`` (5 minutes). Meanwhile
+    the group leader assigns no changelog partitions, so a partition that moves to
+    another worker arrives there without its table: every patient's state restarts."""
+    names = cfg.topics
+    wanted: dict[str, tuple[int, dict[str, str]]] = {
+        name: (cfg.partitions, {}) for name in (names.vitals, names.fhir, names.ecg)}
+    wanted[names.dead_letter] = (1, {})
+    for table in app.tables.values():
+        wanted[table.changelog_topic.get_topic_name()] = (cfg.partitions, {"cleanup.policy": "compact"})
+    admin = AIOKafkaAdminClient(bootstrap_servers=",".join(cfg.brokers))
+    await admin.start()
+    try:
+        response = await admin.create_topics([NewTopic(name, n, cfg.replication_factor, topic_configs=conf)
+                                              for name, (n, conf) in wanted.items()])
+        for topic, code, message in response.topic_errors:
+            if code not in (0, 36):  # 36: it exists already
+                log.warning("creating topic %s: error %s (%s); Faust will try again", topic, code, message)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            described = await admin.describe_topics(list(wanted))
+            missing = sorted(t["topic"] for t in described
+                             if t["error_code"] or not t["partitions"]
+                             or any(p["leader"] < 0 for p in t["partitions"]))
+            if not missing:
+                for t in described:
+                    if len(t["partitions"]) != wanted[t["topic"]][0]:
+                        log.warning("topic %s has %d partitions, not %d: check --partitions", t["topic"],
+                                    len(t["partitions"]), wanted[t["topic"]][0])
+                return
+            if asyncio.get_running_loop().time() > deadline:
+                log.warning("topics %s still have no leader after %.0f s; starting anyway", missing, timeout)
+                return
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
 
 
 def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
@@ -303,4 +423,6 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     from faust.worker import Worker
 
     app = build_app(cfg)
+    if not cfg.embedded_broker:  # the demo's Tansu broker runs one worker; Faust declares its topics
+        asyncio.run(declare_topics(cfg, app))
     Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()

@@ -1,8 +1,11 @@
 """Per-patient state in a changelog-backed Faust table, checkpointed so that a
-restarted worker resumes every patient exactly where it was.
+restarted worker, or the next owner of a partition, resumes every patient exactly
+where it was.
 
 The protocol (see `streams.app` for why it gives an exactly-once effect):
 
+- Every message an agent takes from an input partition is `consumed` first: it is
+  *open* until everything it caused is safe.
 - The agent keeps a *working* state per key in memory and applies each message
   to it at once; the message's events go to the batching sink.
 - When the sink has made a message's events durable, `durable` is called: the
@@ -10,14 +13,26 @@ The protocol (see `streams.app` for why it gives an exactly-once effect):
 - Every ``interval`` seconds, `checkpoint_idle` takes each key whose messages
   are all durable (none in the sink) and has unacknowledged ones: its working
   state now covers exactly the durable messages, so it is written to the table
-  (store + changelog), and only then are those messages acknowledged.
+  (store + changelog), and only then are those messages acknowledged and closed.
+  A message that needs no state change closes once its outcome is safe: at once
+  if a checkpoint already covers it (`covered`), when its dead letter is on the
+  broker if it was refused (`dead_lettered`).
+- Then, for each input partition, the *resume offset* is written to the same
+  table, in the same changelog partition, after those checkpoints: the lowest
+  offset still open, or one past the last message consumed. Everything below it
+  is covered by a checkpoint or finished for good.
 
-So an acknowledged message is always covered by a checkpoint in the changelog
-(Faust flushes the producer before committing offsets), and a checkpoint never
-covers a message whose events are not durable. After a crash, messages after the
-committed offset are consumed again; those a checkpoint covers are skipped (the
-state records the last offset it applied), the rest are processed again from
-exactly the state that processed them before, giving the same events.
+So the resume offset in the changelog never passes a message whose effects are
+not all durable: a changelog partition keeps its records in order, so a resume
+offset that reached Kafka implies the checkpoints written before it did too. It
+does not depend on Faust's committed offset, which can run ahead of what is safe
+(faust-streaming #606: with acknowledgements out of offset order, as here, a
+commit can pass the one message still in flight). After a rebalance or a crash the
+next owner recovers the table, reads the resume offset (`resume_offsets`), and the
+worker moves the group's committed offset back to it before Faust seeks there;
+from it, messages a checkpoint covers are skipped (each state records the last
+offset it applied) and the rest are processed again from exactly the state that
+processed them before, giving the same events.
 
 Checkpointing every few seconds instead of every message keeps the changelog at
 one snapshot per patient per interval, not per chunk; the cost is that a crash
@@ -27,23 +42,78 @@ replays up to one interval of input (idempotently).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
 
 __all__ = ["PatientStates"]
 
 S = TypeVar("S")
 
+log = logging.getLogger(__name__)
+
+_RESUME = b"\x00resume\x00"  # table keys of resume offsets; no patient key starts with a NUL byte
+
+
+def _resume_key(topic: str, partition: int) -> bytes:
+    return _RESUME + f"{topic}\x00{partition}".encode()
+
+
+class _OpenOffsets:
+    """The messages of one input partition consumed since it was assigned, and which
+    of them are still open (each with a count of what it still waits for)."""
+
+    __slots__ = ("_open", "_next")
+
+    def __init__(self, start: int | None) -> None:
+        self._open: dict[int, int] = {}  # offset -> obligations left
+        self._next = start  # one past the last offset consumed; None until the first message
+
+    def consumed(self, offset: int) -> bool:
+        """Open ``offset``; False if offsets before it never reached us (a gap)."""
+        expected = self._next
+        gap = False
+        if expected is not None and offset > expected:
+            self._open[expected] = 1  # never closed: the next owner reads the gap again
+            gap = True
+        self._open[offset] = self._open.get(offset, 0) + 1
+        self._next = offset + 1 if expected is None else max(expected, offset + 1)
+        return not gap
+
+    def hold(self, offset: int) -> None:
+        if offset in self._open:
+            self._open[offset] += 1
+
+    def release(self, offset: int) -> None:
+        left = self._open.get(offset)
+        if left is None:
+            return
+        if left > 1:
+            self._open[offset] = left - 1
+        else:
+            del self._open[offset]
+
+    def resume_at(self) -> int | None:
+        """The lowest open offset, else one past the last consumed (None before any)."""
+        return min(self._open) if self._open else self._next
+
 
 class PatientStates(Generic[S]):
-    def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S]) -> None:
+    """The states of the keys of ``topics``' messages, kept in ``table``."""
+
+    def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S],
+                 topics: Collection[str]) -> None:
         self._table = table
         self._encode = encode
         self._decode = decode
+        self.topics = frozenset(topics)
         self._working: dict[str, tuple[int, S]] = {}       # key -> (source partition, state)
         self._in_sink: defaultdict[str, int] = defaultdict(int)  # messages applied, events not yet durable
         self._unacked: dict[str, list[tuple[Any, Any]]] = {}     # key -> [(stream, event)] durable, not acked
+        self._open: dict[tuple[str, int], _OpenOffsets] = {}     # (topic, partition) -> its open messages
+        self._resume_written: dict[tuple[str, int], int] = {}
+        self._lock = asyncio.Lock()  # one checkpoint at a time (the timer's and a rebalance's)
         self.checkpoints = 0
 
     def get(self, key: str) -> S | None:
@@ -55,10 +125,44 @@ class PatientStates(Generic[S]):
         stored = self._table.data.get(key.encode())
         return None if stored is None else self._decode(stored)
 
+    def consumed(self, event: Any) -> None:
+        """An agent took ``event`` from its partition; call before anything else, for
+        every message, then exactly one of `applied`, `covered` or `dead_lettered`."""
+        msg = event.message
+        part = self._open.get((msg.topic, msg.partition))
+        if part is None:  # consumed before `resume_offsets` ran for it (not after a normal assignment)
+            part = self._open[msg.topic, msg.partition] = _OpenOffsets(None)
+        if not part.consumed(msg.offset):
+            log.warning("%s/%s: offset %s arrived after a gap; the partition's resume offset stays before "
+                        "it until the partition is assigned again", msg.topic, msg.partition, msg.offset)
+
     def applied(self, key: str, partition: int, state: S) -> None:
         """A message was applied to ``key``'s state; its events are on their way to the sink."""
         self._working[key] = (partition, state)
         self._in_sink[key] += 1
+
+    def covered(self, key: str, stream: Any, event: Any) -> None:
+        """``key``'s state already covers ``event`` (consumed again after a restart):
+        acknowledged and closed with the checkpoint that covers it."""
+        self._unacked.setdefault(key, []).append((stream, event))
+
+    def dead_lettered(self, stream: Any, event: Any, sent: Awaitable[Any], *, applied: bool) -> None:
+        """``event`` was refused and its dead letter handed to the producer: it closes
+        once ``sent`` (the producer's future) succeeds, and, if it was ``applied`` to a
+        state (its events refused by the store), once that state is checkpointed too."""
+        msg = event.message
+        part = self._open.get((msg.topic, msg.partition))
+        if part is None:
+            return
+        part.hold(msg.offset)
+        if not applied:
+            part.release(msg.offset)
+
+        def on_sent(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                part.release(msg.offset)
+
+        asyncio.ensure_future(sent).add_done_callback(on_sent)
 
     def keys_of(self, match: Callable[[str], bool]) -> list[tuple[str, int, S]]:
         """``(key, partition, working state)`` of the keys this worker holds that ``match``."""
@@ -85,25 +189,62 @@ class PatientStates(Generic[S]):
 
     async def checkpoint_idle(self, partitions: set[int] | None = None) -> int:
         """Checkpoint and acknowledge every key whose applied messages are all durable
-        (optionally only keys of ``partitions``); return how many were written. Yields
-        to the event loop between keys, so a large ward does not stall consumption."""
-        written = 0
-        for key in list(self._unacked):
-            if self._in_sink[key] or key not in self._working:
+        (optionally only keys of ``partitions``), then write the resume offset of each
+        input partition that moved; return how many keys were written. Yields to the
+        event loop between keys, so a large ward does not stall consumption."""
+        async with self._lock:
+            written = 0
+            for key in list(self._unacked):
+                if self._in_sink[key]:
+                    continue
+                hit = self._working.get(key)
+                if hit is not None and partitions is not None and hit[0] not in partitions:
+                    continue
+                acks = self._unacked.pop(key)
+                if hit is not None:  # else only `covered` messages: the table has the state already
+                    partition, state = hit
+                    data = self._encode(state)
+                    self._table.data[key.encode()] = data
+                    self._table.send_changelog(partition, key.encode(), data)
+                    written += 1
+                for stream, event in acks:
+                    await stream.ack(event)
+                    msg = event.message
+                    part = self._open.get((msg.topic, msg.partition))
+                    if part is not None:
+                        part.release(msg.offset)
+                if written and written % 50 == 0:
+                    await asyncio.sleep(0)
+            # After the checkpoints above, in the same changelog partitions: see the module docstring.
+            for (topic, partition), part in self._open.items():
+                if partitions is not None and partition not in partitions:
+                    continue
+                resume = part.resume_at()
+                if resume is None or self._resume_written.get((topic, partition)) == resume:
+                    continue
+                rkey, value = _resume_key(topic, partition), str(resume).encode()
+                self._table.data[rkey] = value
+                self._table.send_changelog(partition, rkey, value)
+                self._resume_written[topic, partition] = resume
+            self.checkpoints += written
+            return written
+
+    def resume_offsets(self, assigned: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """For each newly assigned ``(topic, partition)`` of this table's topics, the
+        offset to resume from, read from the recovered table (0 if none was written:
+        read the partition from its start). Call once the table is recovered and before
+        any of their messages is consumed; tracking of those partitions starts there."""
+        out: dict[tuple[str, int], int] = {}
+        for topic, partition in assigned:
+            if topic not in self.topics:
                 continue
-            partition, state = self._working[key]
-            if partitions is not None and partition not in partitions:
-                continue
-            data = self._encode(state)
-            self._table.data[key.encode()] = data
-            self._table.send_changelog(partition, key.encode(), data)
-            for stream, event in self._unacked.pop(key):
-                await stream.ack(event)
-            written += 1
-            if written % 50 == 0:
-                await asyncio.sleep(0)
-        self.checkpoints += written
-        return written
+            stored = self._table.data.get(_resume_key(topic, partition))
+            resume = 0 if stored is None else int(stored)
+            out[topic, partition] = resume
+            # Unknown: the first message read (the log may no longer start at 0) starts the tracking.
+            self._open[topic, partition] = _OpenOffsets(None if stored is None else resume)
+            self._resume_written[topic, partition] = resume
+        return out
 
     def forget(self, partitions: set[int]) -> None:
         """Drop what belongs to partitions this worker no longer owns (after `checkpoint_idle`)."""
@@ -112,3 +253,10 @@ class PatientStates(Generic[S]):
             del self._working[key]
             self._in_sink.pop(key, None)
             self._unacked.pop(key, None)
+        for tp in [tp for tp in self._open if tp[1] in partitions]:
+            del self._open[tp]
+            self._resume_written.pop(tp, None)
+
+    def resume_written(self) -> Mapping[tuple[str, int], int]:
+        """The resume offset last written for each tracked input partition."""
+        return dict(self._resume_written)

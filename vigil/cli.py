@@ -2,7 +2,7 @@
 
     vigil demo [--patients N] [--duration S]    the live demo on embedded services
     vigil services [--kafka apache|tansu] [--brokers 1|3]
-    vigil worker                                 the Faust stream worker
+    vigil worker [--partitions N]                the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
     vigil db migrate
@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 
 from event_store.exceptions import EventStoreError
 from vigil.config import ConfigError, Settings
+from vigil.runtime import tune_gc
 from vigil.services.process import ServiceError
 
 __all__ = ["main"]
@@ -45,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     svc = sub.add_parser("services", help="start Kafka and PostgreSQL locally and print their URLs")
     svc.add_argument("--kafka", choices=("apache", "tansu"), default="apache")
     svc.add_argument("--brokers", type=int, choices=(1, 3), default=1)
-    sub.add_parser("worker", help="run the Faust stream worker")
+    worker = sub.add_parser("worker", help="run the Faust stream worker")
+    worker.add_argument("--partitions", type=int, default=4,
+                        help="partitions of the input topics and table changelogs (default 4); every worker of "
+                             "a group must agree, and it bounds how many workers get a share")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
     sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
     sim.add_argument("--patients", type=int, default=8)
@@ -109,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        tune_gc()
         settings = Settings.from_env()
         return _dispatch(args, settings)
     except ConfigError as e:
@@ -181,6 +186,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from streams.app import WorkerConfig, run_worker
         from streams.topics import TopicNames
 
+        if args.partitions < 1:
+            raise ConfigError("--partitions must be >= 1")
+
         url = _need(settings.database_url, "VIGIL_DATABASE_URL")
         _need(settings.kafka_url, "VIGIL_KAFKA_URL")
         asyncio.run(launcher.migrate(url))
@@ -193,6 +201,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             hr_high_limit=settings.hr_high_limit,
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
+            partitions=args.partitions,
             datadir=str(datadir),
         ))
         return 0

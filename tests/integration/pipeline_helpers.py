@@ -45,10 +45,11 @@ HR_LIMIT = 130
 
 
 def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, group: str,
-                 state_dir: Path) -> ManagedProcess:
-    """``vigil worker`` as a child process, configured only through ``VIGIL_*``
-    variables. Each worker gets its own state folder: workers of one group on one
-    machine must not share Faust's data folder."""
+                 state_dir: Path, partitions: int | None = None) -> ManagedProcess:
+    """``vigil worker`` as a child process, configured through ``VIGIL_*`` variables
+    (and ``--partitions`` when given: it must match the input topics). Each worker
+    gets its own state folder: workers of one group on one machine must not share
+    Faust's data folder."""
     env = dict(os.environ) | {
         "VIGIL_KAFKA_URL": f"kafka://{bootstrap}",
         "VIGIL_DATABASE_URL": database_url,
@@ -58,7 +59,8 @@ def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, g
         "VIGIL_STATE_DIR": str(state_dir),
         "VIGIL_HR_HIGH_LIMIT": str(HR_LIMIT),
     }
-    return ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker"], log, env=env)
+    args = [] if partitions is None else ["--partitions", str(partitions)]
+    return ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker", *args], log, env=env)
 
 
 async def stop_all(workers: Sequence[ManagedProcess]) -> None:

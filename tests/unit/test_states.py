@@ -1,0 +1,206 @@
+"""`streams.states.PatientStates` without Faust: a dict-backed table that records its
+changelog, streams that record acknowledgements, and messages from one partition.
+
+The property under test is the resume offset's: in the changelog it never passes a
+message whose effects are not all safe, and it always follows the checkpoints it
+relies on in the same changelog partition."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from streams.states import PatientStates
+
+pytestmark = pytest.mark.asyncio
+
+TOPIC = "t.vitals"
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class Event:
+    message: Message
+
+
+@dataclass
+class Table:
+    data: dict[bytes, bytes] = field(default_factory=dict)
+    changelog: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+
+    def send_changelog(self, partition: int, key: bytes, value: bytes) -> None:
+        self.changelog.append((partition, key, value))
+
+
+@dataclass
+class Stream:
+    acked: list[int] = field(default_factory=list)
+
+    async def ack(self, event: Event) -> bool:
+        self.acked.append(event.message.offset)
+        return True
+
+
+def states(table: Table) -> PatientStates[int]:
+    """States are ints: the offset of the last message applied."""
+    return PatientStates(table, lambda s: str(s).encode(), lambda b: int(b), (TOPIC,))
+
+
+def resumes(table: Table, partition: int = 0) -> list[int]:
+    """The resume offsets written to the changelog, in order."""
+    return [int(v) for p, k, v in table.changelog if k.startswith(b"\x00resume") and p == partition]
+
+
+def event(offset: int, partition: int = 0) -> Event:
+    return Event(Message(TOPIC, partition, offset))
+
+
+async def apply(st: PatientStates[int], stream: Stream, key: str, offset: int, partition: int = 0) -> Any:
+    """Consume and apply one message; return its sink callback (call it: durable)."""
+    ev = event(offset, partition)
+    st.consumed(ev)
+    st.applied(key, partition, offset)
+    return st.durable(key, stream, ev)
+
+
+async def test_resume_offset_waits_for_the_oldest_open_message() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    assert st.resume_offsets([(TOPIC, 0)]) == {(TOPIC, 0): 0}
+    a0 = await apply(st, stream, "a", 0)
+    b1 = await apply(st, stream, "b", 1)
+    a2 = await apply(st, stream, "a", 2)
+    await b1()
+    await a0()
+    assert await st.checkpoint_idle() == 1  # b only: a still has offset 2 in the sink
+    assert stream.acked == [1]
+    assert resumes(table) == []  # offset 0 is open: nothing to move past
+    await a2()
+    assert await st.checkpoint_idle() == 1
+    assert sorted(stream.acked) == [0, 1, 2]
+    assert resumes(table) == [3]
+    # The resume offset follows the checkpoints it relies on, in the same partition.
+    keys = [k for _, k, _ in table.changelog]
+    assert keys.index(b"a") < keys.index(next(k for k in keys if k.startswith(b"\x00resume")))
+    assert table.data[b"a"] == b"2" and table.data[b"b"] == b"1"
+
+
+async def test_resume_offset_is_read_back_and_unchanged_offsets_are_not_rewritten() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0), ("other.topic", 0)])
+    await (await apply(st, stream, "a", 0))()
+    await st.checkpoint_idle()
+    await st.checkpoint_idle()
+    assert resumes(table) == [1]
+    # The next owner recovers the table: it resumes at 1, with the key's checkpoint.
+    nxt = states(Table(data=dict(table.data)))
+    assert nxt.resume_offsets([(TOPIC, 0), ("other.topic", 0)]) == {(TOPIC, 0): 1}
+    assert nxt.get("a") == 0 and nxt.get("z") is None
+
+
+async def test_messages_a_checkpoint_covers_close_with_a_checkpoint() -> None:
+    table, stream = Table(data={b"a": b"5"}), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])  # none stored: tracking starts at the first message
+    for offset in (4, 5):  # consumed again after a restart; "a" covers them
+        st.consumed(event(offset))
+        st.covered("a", stream, event(offset))
+    assert stream.acked == []
+    assert await st.checkpoint_idle() == 0  # nothing to write for "a": the table has its state
+    assert stream.acked == [4, 5]
+    assert resumes(table) == [6]
+    # Covered by a working state not yet checkpointed: closes with that state's checkpoint.
+    a6 = await apply(st, stream, "a", 6)
+    st.consumed(event(7))
+    st.covered("a", stream, event(7))  # (a re-delivery the working state already covers)
+    await st.checkpoint_idle()
+    assert resumes(table) == [6]
+    await a6()
+    await st.checkpoint_idle()
+    assert resumes(table) == [6, 8]
+
+
+async def test_a_dead_letter_closes_when_the_broker_has_it() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    sent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    st.consumed(event(0))
+    st.dead_lettered(stream, event(0), sent, applied=False)
+    await st.checkpoint_idle()
+    assert resumes(table) == []
+    sent.set_result(None)
+    await asyncio.sleep(0)
+    await st.checkpoint_idle()
+    assert resumes(table) == [1]
+
+    failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    st.consumed(event(1))
+    st.dead_lettered(stream, event(1), failed, applied=False)
+    failed.set_exception(RuntimeError("broker gone"))
+    await asyncio.sleep(0)
+    await st.checkpoint_idle()
+    assert resumes(table) == [1]  # never passes a dead letter that was not sent
+    assert failed.exception() is not None
+
+
+async def test_a_message_the_store_refused_needs_its_checkpoint_and_its_dead_letter() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    done = await apply(st, stream, "a", 0)
+    sent: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    st.dead_lettered(stream, event(0), sent, applied=True)
+    await done()
+    await st.checkpoint_idle()
+    assert stream.acked == [0] and resumes(table) == []  # checkpointed, dead letter not yet sent
+    sent.set_result(None)
+    await asyncio.sleep(0)
+    await st.checkpoint_idle()
+    assert resumes(table) == [1]
+
+
+async def test_a_gap_in_the_offsets_holds_the_resume_offset_before_it() -> None:
+    table, stream = Table(data={b"\x00resume\x00t.vitals\x000": b"10"}), Stream()
+    st = states(table)
+    assert st.resume_offsets([(TOPIC, 0)]) == {(TOPIC, 0): 10}
+    await (await apply(st, stream, "a", 10))()
+    await (await apply(st, stream, "a", 13))()  # 11 and 12 never arrived
+    await st.checkpoint_idle()
+    assert resumes(table) == [11]
+
+
+async def test_revoked_partitions_are_checkpointed_then_forgotten() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0), (TOPIC, 1)])
+    await (await apply(st, stream, "a", 0, partition=0))()
+    await (await apply(st, stream, "b", 0, partition=1))()
+    assert await st.checkpoint_idle({1}) == 1
+    assert stream.acked == [0] and resumes(table, 1) == [1] and resumes(table, 0) == []
+    st.forget({1})
+    assert st.keys_of(lambda k: True) == [("a", 0, 0)]
+    assert st.resume_written() == {(TOPIC, 0): 0}
+    assert st.get("b") == 0  # from the table now
+
+
+async def test_concurrent_checkpoints_do_not_trip_over_each_other() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    for offset in range(120):  # more than one batch of 50 keys: the checkpoint yields in between
+        await (await apply(st, stream, f"k{offset}", offset))()
+    written = await asyncio.gather(st.checkpoint_idle(), st.checkpoint_idle({0}))
+    assert sorted(written) == [0, 120]
+    assert sorted(stream.acked) == list(range(120))
+    assert resumes(table) == [120]
