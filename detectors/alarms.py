@@ -148,8 +148,33 @@ def _merge(a: Observation, b: Observation) -> Observation:
 
 class AlarmEngine:
     def __init__(self, policy: AlarmPolicy | None = None, alert_id: AlertIdFn = derived_alert_id) -> None:
+        """The policy is read here, once: build a new engine for another policy."""
         self.policy = policy or AlarmPolicy()
         self._alert_id = alert_id
+        conditions = self.policy.conditions
+        self._rank = {name: i for i, name in enumerate(conditions)}
+        # Only conditions that suppress another need to know whether they are in effect;
+        # only those observed in a step, or that can be suppressed, need visiting in it.
+        self._suppressors = tuple(n for n in conditions if any(n in c.suppressed_by for c in conditions.values()))
+        self._suppressible = frozenset(n for n, c in conditions.items() if c.suppressed_by)
+        self._visits: dict[frozenset[str], tuple[tuple[str, ConditionSpec], ...]] = {}
+        # Vitals give an observation of every limit and NEWS2 band; most are "absent"
+        # for a condition neither pending nor alarming, which changes nothing. Leave
+        # those out, unless the policy lacks one of them (then it must raise, as ever).
+        vitals_conditions = set(LIMIT_CONDITIONS) | {"news2_high", "news2_medium", "news2_low_medium"}
+        self._skip_idle = vitals_conditions <= conditions.keys() and all(k == c.name for k, c in conditions.items())
+
+    def _visit(self, observed: Mapping[str, Observation]) -> tuple[tuple[str, ConditionSpec], ...]:
+        """``(name, spec)`` in catalogue order of every condition a step with these
+        observations can change (the others: no news, and nothing to suppress)."""
+        key = frozenset(observed)
+        hit = self._visits.get(key)
+        if hit is None:
+            if len(self._visits) >= 256:
+                self._visits.clear()
+            hit = self._visits[key] = tuple((name, spec) for name, spec in self.policy.conditions.items()
+                                            if name in key or name in self._suppressible)
+        return hit
 
     def new_state(self, patient: str, care_area: str, limits: AlarmLimits | None = None) -> AlarmState:
         """A patient's first state: the care area's default limits unless ``limits`` is given."""
@@ -168,8 +193,8 @@ class AlarmEngine:
         for command in inputs.commands:
             self._command(w, command)
         observed = self._observations(w, inputs)
-        in_effect = {name for name in self.policy.conditions if self._in_effect(w, name, observed.get(name))}
-        for name, spec in self.policy.conditions.items():
+        in_effect = {name for name in self._suppressors if self._in_effect(w, name, observed.get(name))}
+        for name, spec in self._visit(observed):
             obs = observed.get(name)
             if spec.suppressed_by & in_effect:
                 w.pending.pop(name, None)
@@ -177,7 +202,7 @@ class AlarmEngine:
                 continue
             elif obs.present:
                 self._present(w, spec, obs)
-            else:
+            elif spec.name in w.pending or spec.name in w.alarms:  # else absent changes nothing
                 self._absent(w, spec, obs)
         self._escalate(w)
         return w.frozen(), w.decisions
@@ -186,11 +211,12 @@ class AlarmEngine:
 
     def _observations(self, w: _Work, inputs: AlarmInputs) -> dict[str, Observation]:
         found: list[Observation] = []
+        busy = (w.pending.keys() | w.alarms.keys()) if self._skip_idle else None
         if inputs.vitals is not None:
-            found += limit_observations(inputs.vitals, w.limits, w.alarms.keys())
+            found += limit_observations(inputs.vitals, w.limits, w.alarms.keys(), busy)
             found.append(spo2_probe_observation(inputs.vitals))
         if inputs.news2 is not None:
-            found += news2_observations(inputs.news2)
+            found += news2_observations(inputs.news2, busy)
         found += inputs.observations
         out: dict[str, Observation] = {}
         for obs in found:
@@ -312,7 +338,7 @@ class AlarmEngine:
     # -- escalation ---------------------------------------------------------------------------------
 
     def _order(self, condition: str) -> int:
-        return list(self.policy.conditions).index(condition) if condition in self.policy.conditions else -1
+        return self._rank.get(condition, -1)
 
     def _escalate(self, w: _Work) -> None:
         for condition in sorted(w.alarms, key=self._order):

@@ -48,7 +48,7 @@ at any time in the chunk's analysis (see `detectors.alarm_conditions.Observation
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -158,6 +158,8 @@ _HISTORY = 32  # windows of VF and activity results kept: quality windows arrive
 class _Rule:
     """Per-chunk summary of one beat rule: seen at any beat, evaluated at any beat, the value to report."""
 
+    __slots__ = ("seen", "evaluated", "value")
+
     def __init__(self) -> None:
         self.seen = False
         self.evaluated = False
@@ -173,6 +175,25 @@ class _Rule:
         return True if self.seen else (False if self.evaluated else None)
 
 
+class _Scan:
+    """The fields of `ArrhythmiaState` that windows and beats move, while one chunk is
+    scanned (mutable: one state is built at the end instead of one per item)."""
+
+    __slots__ = ("run", "last_qrs", "last_break", "analysed_end", "activity", "vf_recent")
+
+    def __init__(self, st: ArrhythmiaState, vf_recent: tuple[tuple[int, bool], ...],
+                 activity_recent: tuple[tuple[int, float], ...]) -> None:
+        self.run = st.run
+        self.last_qrs = st.last_qrs
+        self.last_break = st.last_break
+        self.analysed_end = st.analysed_end
+        self.vf_recent = vf_recent
+        self.activity = dict(activity_recent)  # only windows read it
+
+
+_BEAT_RULES = ("extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia")
+
+
 class ArrhythmiaDetector:
     """``feed(state, samples, beats, windows, labels=None) -> (state, report)``; pure."""
 
@@ -185,6 +206,18 @@ class ArrhythmiaDetector:
         self.window_size = round(s.quality_window_s * sampling_rate)
         self._activity = ActivityMeter(sampling_rate, self.window_size)
         self._keep = max(s.brady_beats, s.tachy_beats, s.vt_beats)
+        self._limits = {"extreme_bradycardia": (s.brady_bpm, s.brady_beats),
+                        "extreme_tachycardia": (s.tachy_bpm, s.tachy_beats),
+                        "ventricular_tachycardia": (s.vt_bpm, s.vt_beats)}
+        self._details = {name: f"over {n} {'ventricular ' if name == 'ventricular_tachycardia' else ''}beats"
+                         for name, (_, n) in self._limits.items()}
+        # Observations are immutable: the ones that carry no measurement (most of them,
+        # most chunks) are made once, not every chunk for every patient.
+        self._no_news = {name: Observation(name, None, None, bpm, "bpm", self._details[name])
+                         for name, (bpm, _) in self._limits.items()}
+        self._tech_still = {(name, present): Observation(name, present) for name in _TECH.values()
+                            for present in (None, False, True)}
+        self._vf_no_news = Observation("ventricular_fibrillation", None)
 
     def feed(self, state: ArrhythmiaState, samples: npt.ArrayLike, beats: Sequence[BeatLike],
              windows: Sequence[WindowLike], labels: Mapping[int, str] | None = None
@@ -196,25 +229,33 @@ class ArrhythmiaDetector:
         x = np.asarray(samples, dtype=np.float64).ravel()
         vf_state, vf_windows = self._vf.feed(state.vf, x)
         activity_state, activity = self._activity.feed(state.activity, x)
-        vf_recent = (state.vf_recent + tuple((w.end, w.fibrillatory) for w in vf_windows if w.assessed))[-_HISTORY:]
-        activity_recent = (state.activity_recent + tuple(sorted(activity.items())))[-_HISTORY:]
-        st = replace(state, vf=vf_state, activity=activity_state, vf_recent=vf_recent,
-                     activity_recent=activity_recent)
-        rules = {name: _Rule() for name in ("extreme_bradycardia", "extreme_tachycardia", "ventricular_tachycardia")}
+        assessed = tuple((w.end, w.fibrillatory) for w in vf_windows if w.assessed) if vf_windows else ()
+        vf_recent = (state.vf_recent + assessed)[-_HISTORY:]
+        activity_recent = (state.activity_recent + tuple(sorted(activity.items())) if activity
+                           else state.activity_recent)[-_HISTORY:]
         asystole = _Rule()
-        tech = {name: _Rule() for name in _TECH.values()}
+        # Rules, technical conditions and their timers only for chunks that bring beats or
+        # windows (most bring one or neither): fewer objects for every patient every second.
+        rules = {name: _Rule() for name in _BEAT_RULES} if beats else None
+        tech = {name: _Rule() for name in _TECH.values()} if windows else None
         held = dict.fromkeys(_TECH.values(), 0.0)
         since = dict(state.since)
+        scan = _Scan(state, vf_recent, activity_recent if windows else ())
 
         # Windows and beats in time order; a window goes before the beats inside it.
-        events: list[tuple[int, int, Any]] = [(w.start, 0, w) for w in windows] + [(b.sample, 1, b) for b in beats]
-        events.sort(key=lambda e: (e[0], e[1]))
-        for _, kind, item in events:
-            if kind == 0:
-                st = self._window(st, item, tech, held, since)
-            else:
-                st = self._beat(st, item, labels, rules, asystole)
-        st = replace(st, since=tuple(sorted(since.items())))
+        if tech is not None:
+            events: list[tuple[int, int, Any]] = [(w.start, 0, w) for w in windows] + [(b.sample, 1, b) for b in beats]
+            events.sort(key=lambda e: (e[0], e[1]))
+            for _, kind, item in events:
+                if kind == 0:
+                    self._window(scan, item, tech, held, since)
+                else:
+                    self._beat(scan, item, labels, rules or {}, asystole)
+        elif rules is not None:
+            for b in sorted(beats, key=lambda b: b.sample):
+                self._beat(scan, b, labels, rules, asystole)
+        st = ArrhythmiaState(vf_state, activity_state, vf_recent, activity_recent, scan.run, scan.last_qrs,
+                             scan.last_break, scan.analysed_end, tuple(sorted(since.items())))
 
         # Asystole still going on at the end of what has been analysed.
         if st.analysed_end is not None and st.last_break is not None:
@@ -225,23 +266,26 @@ class ArrhythmiaDetector:
 
         obs = [Observation("asystole", asystole.present(), asystole.value, s.asystole_s, "s", "without QRS",
                            max((asystole.value or 0.0) - s.asystole_s, 0.0) if asystole.seen else 0.0)]
-        limits = {"extreme_bradycardia": (s.brady_bpm, s.brady_beats), "extreme_tachycardia": (s.tachy_bpm, s.tachy_beats),
-                  "ventricular_tachycardia": (s.vt_bpm, s.vt_beats)}
-        for name, rule in rules.items():
-            bpm, n = limits[name]
-            present = None if name == "ventricular_tachycardia" and labels is None else rule.present()
-            detail = f"over {n} {'ventricular ' if name == 'ventricular_tachycardia' else ''}beats"
-            obs.append(Observation(name, present, rule.value, bpm, "bpm", detail))
+        for name in _BEAT_RULES:
+            rule = rules[name] if rules is not None else None
+            present = None if rule is None or (name == "ventricular_tachycardia" and labels is None) else rule.present()
+            if present is None and (rule is None or rule.value is None):
+                obs.append(self._no_news[name])
+            else:
+                obs.append(Observation(name, present, rule.value if rule is not None else None, self._limits[name][0],
+                                       "bpm", self._details[name]))
         obs.append(self._vf_observation(vf_windows))
-        for name, rule in tech.items():
-            obs.append(Observation(name, rule.present(), held_s=held[name]))
+        for name in _TECH.values():
+            present = tech[name].present() if tech is not None else None
+            h = held[name]
+            obs.append(self._tech_still[name, present] if h == 0.0 else Observation(name, present, held_s=h))
         return st, ArrhythmiaReport(tuple(obs), tuple(vf_windows))
 
-    def _window(self, st: ArrhythmiaState, w: WindowLike, tech: dict[str, _Rule], held: dict[str, float],
-                since: dict[str, int]) -> ArrhythmiaState:
+    def _window(self, st: _Scan, w: WindowLike, tech: dict[str, _Rule], held: dict[str, float],
+                since: dict[str, int]) -> None:
         end = w.start + self.window_size
         cls = w.label
-        if cls == "noise" and dict(st.activity_recent).get(w.start, np.inf) < self.settings.quiet_mv:
+        if cls == "noise" and st.activity.get(w.start, np.inf) < self.settings.quiet_mv:
             cls = "quiet"
         if cls in ("noise", "saturated"):
             # The latest VF window ending by this window's end covers it: VF, not noise.
@@ -254,23 +298,27 @@ class ArrhythmiaDetector:
             else:
                 since.pop(name, None)
             tech[name].note(cls == label, 0.0)
-        last_break = st.last_break if st.last_break is not None else w.start
         if cls not in _TRUSTED:
-            return replace(st, last_break=end, analysed_end=end, run=())
-        return replace(st, last_break=last_break, analysed_end=end)
+            st.last_break, st.analysed_end, st.run = end, end, ()
+            return
+        if st.last_break is None:
+            st.last_break = w.start
+        st.analysed_end = end
 
-    def _beat(self, st: ArrhythmiaState, b: BeatLike, labels: Mapping[int, str] | None,
-              rules: dict[str, _Rule], asystole: _Rule) -> ArrhythmiaState:
+    def _beat(self, st: _Scan, b: BeatLike, labels: Mapping[int, str] | None,
+              rules: dict[str, _Rule], asystole: _Rule) -> None:
         s, sample = self.settings, int(b.sample)
         if st.last_break is not None and sample >= st.last_break:
             start = max(st.last_break, st.last_qrs if st.last_qrs is not None else st.last_break)
             gap = (sample - start) / self.fs
             if gap >= s.asystole_s:
                 asystole.note(True, round(gap, 2))
-        last_qrs = sample if st.last_qrs is None else max(st.last_qrs, sample)
+        st.last_qrs = sample if st.last_qrs is None else max(st.last_qrs, sample)
         if not b.usable or (st.last_break is not None and sample < st.last_break):
             # An unusable beat breaks the run; so does one from before an untrusted window (a late search-back).
-            return replace(st, last_qrs=last_qrs, run=() if not b.usable else st.run)
+            if not b.usable:
+                st.run = ()
+            return
         run = st.run
         if run and (st.last_break is not None and run[-1][0] < st.last_break
                     or sample - run[-1][0] >= s.asystole_s * self.fs):
@@ -279,9 +327,7 @@ class ArrhythmiaDetector:
             run = ()
         label = labels.get(sample, "") if labels is not None else ""
         run = (run + ((sample, label),))[-self._keep:]
-        for name, bpm, n in (("extreme_bradycardia", s.brady_bpm, s.brady_beats),
-                             ("extreme_tachycardia", s.tachy_bpm, s.tachy_beats),
-                             ("ventricular_tachycardia", s.vt_bpm, s.vt_beats)):
+        for name, (bpm, n) in self._limits.items():
             if len(run) < n:
                 continue
             tail = run[-n:]
@@ -295,13 +341,13 @@ class ArrhythmiaDetector:
             else:
                 present = rate > bpm and all(label == "V" for _, label in tail)
             rules[name].note(present, round(rate, 1))
-        return replace(st, last_qrs=last_qrs, run=run)
+        st.run = run
 
     def _vf_observation(self, windows: list[VfWindow]) -> Observation:
         s = self.settings.vf
         assessed = [w for w in windows if w.assessed]
         if not assessed:
-            return Observation("ventricular_fibrillation", None)
+            return self._vf_no_news
         hits = [w for w in assessed if w.fibrillatory]
         w = hits[-1] if hits else assessed[-1]
         return Observation("ventricular_fibrillation", bool(hits), round(w.concentration, 2), s.min_concentration,

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -51,25 +52,42 @@ class ActivityState:
                    float(doc["running"]))
 
 
+def _largest_change(y: npt.NDArray[np.float64], lag: int, lo: int, hi: int) -> float:
+    """Largest ``|y[j + lag] - y[j]|`` for ``j`` in ``[lo, hi)``, a NaN difference
+    counting as 0 (``hi > lo``)."""
+    best = -1.0
+    for j in range(lo, hi):
+        d = abs(y[j + lag] - y[j])
+        if d != d:
+            d = 0.0
+        if d > best:
+            best = d
+    return best
+
+
+_largest_change_jit = numba.njit(cache=True)(_largest_change)
+
+
 class ActivityMeter:
     """``feed(state, samples) -> (state, {window start: largest 50-ms change})`` for the
     windows the chunk completes."""
 
-    def __init__(self, sampling_rate: float, window_size: int, lag_s: float = 0.05) -> None:
+    def __init__(self, sampling_rate: float, window_size: int, lag_s: float = 0.05, *, jit: bool = True) -> None:
         if window_size < 1:
             raise ValueError(f"window_size must be >= 1, got {window_size}")
         self.window_size = window_size
         self.lag = max(1, round(lag_s * sampling_rate))
+        self._largest = _largest_change_jit if jit else _largest_change
 
     def feed(self, state: ActivityState, samples: npt.ArrayLike) -> tuple[ActivityState, dict[int, float]]:
         x = np.asarray(samples, dtype=np.float64).ravel()
         if x.shape[0] == 0:
             return state, {}
         y = np.concatenate([np.asarray(state.tail, dtype=np.float64), x])
-        change = np.abs(y[self.lag:] - y[:-self.lag]) if y.shape[0] > self.lag else np.empty(0)
-        change = np.where(np.isnan(change), 0.0, change)
-        # change[j] belongs to the sample at absolute index first + j.
-        first = state.position + x.shape[0] - change.shape[0]
+        lag = self.lag
+        # The change at y[j + lag] - y[j] belongs to the sample at absolute index first + j.
+        count = max(y.shape[0] - lag, 0)
+        first = state.position + x.shape[0] - count
         end = state.position + x.shape[0]
         out: dict[int, float] = {}
         running = state.running
@@ -78,7 +96,7 @@ class ActivityMeter:
             w_start, w_end = window * self.window_size, (window + 1) * self.window_size
             lo, hi = max(w_start, first, state.position), min(w_end, end)
             if hi > lo:
-                running = max(running, float(change[lo - first:hi - first].max()))
+                running = max(running, float(self._largest(y, lag, lo - first, hi - first)))
             if w_end > end:
                 break
             out[w_start] = running

@@ -18,6 +18,7 @@ naming the offending field.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -73,10 +74,15 @@ class News2Result:
         return {"score": self.score, "risk": self.risk, "components": dict(self.components)}
 
 
+# Cached: a ward's readings repeat the same few hundred charted values, and the
+# decimal rounding cost more than the rest of the score. (Equal keys give equal
+# results: 80 and 80.0, or -0.0 and 0.0, round to the same row.)
+@functools.lru_cache(maxsize=4096)
 def _whole(value: float) -> int:
     return int(Decimal(str(value)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+@functools.lru_cache(maxsize=4096)
 def _tenth(value: float) -> Decimal:
     return Decimal(str(value)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 

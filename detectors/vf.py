@@ -44,8 +44,11 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
+
+from processors.kernels import pairwise_sum, quantile
 
 __all__ = ["VfSettings", "VfWindow", "VfState", "VfDetector", "vf_window"]
 
@@ -115,48 +118,122 @@ class VfState:
 
 
 @functools.lru_cache(maxsize=8)
-def _grid(n: int, fs: float) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
-    """Per window length: centred time axis, Hann taper, FFT frequencies, the 0.5-30 Hz band."""
+def _grid(n: int, fs: float) -> tuple[FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_], float, int, int]:
+    """Per window length: centred time axis, Hann taper, FFT frequencies, the 0.5-30 Hz
+    band (as a mask and as the index range it is), and ``t @ t``."""
     freqs = np.fft.rfftfreq(n, 1.0 / fs).astype(np.float64)
     t = (np.arange(n) - (n - 1) / 2.0).astype(np.float64)
-    return t, np.hanning(n).astype(np.float64), freqs, (freqs >= 0.5) & (freqs <= 30.0)
+    band = (freqs >= 0.5) & (freqs <= 30.0)
+    where = np.flatnonzero(band)
+    b0, b1 = (int(where[0]), int(where[-1]) + 1) if where.size else (0, 0)
+    return t, np.hanning(n).astype(np.float64), freqs, band, float(t @ t), b0, b1
 
 
-def _quantile(a: FloatArray, q: float) -> float:
-    """``np.percentile(a, 100 q)`` (linear interpolation) by partial sorting: the same
-    value, a fraction of the cost on the short windows assessed every second."""
-    pos = q * (a.shape[0] - 1)
-    lo = int(pos)
-    hi = min(lo + 1, a.shape[0] - 1)
-    part = np.partition(a, (lo, hi))
-    return float(part[lo] + (part[hi] - part[lo]) * (pos - lo))
-
-
-def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSettings(), start: int = 0) -> VfWindow:
-    """Assess one window of samples (any length of at least 1 s) on its own."""
+def _centre(x: FloatArray, work: FloatArray) -> bool:
+    """``work[:n] = x - x.mean()``; False (and nothing written) if ``x`` holds a NaN."""
     n = x.shape[0]
-    if n == 0 or np.isnan(x).any():
+    for i in range(n):
+        if x[i] != x[i]:
+            return False
+    mean = pairwise_sum(x, 0, n) / n
+    for i in range(n):
+        work[i] = x[i] - mean
+    return True
+
+
+def _shape(work: FloatArray, t: FloatArray, slope: float, taper: FloatArray) -> tuple[float, float]:
+    """Remove the trend ``t * slope`` from ``y = work[:n]`` in place and put the tapered
+    ``y`` in ``work[2n:3n]``; return the 5-95 % amplitude and the median of ``y``."""
+    n = t.shape[0]
+    scratch = work[n:2 * n]
+    for i in range(n):
+        y = work[i] - t[i] * slope
+        work[i] = y
+        scratch[i] = y
+        work[2 * n + i] = y * taper[i]
+    amplitude = quantile(scratch, 0.95) - quantile(scratch, 0.05)
+    return amplitude, quantile(scratch, 0.5)
+
+
+def _spectrum(magnitude: FloatArray, freqs: FloatArray, b0: int, b1: int, band_hz: float, work: FloatArray,
+              median: float, level: float, parts: int) -> tuple[float, float, float, float, float]:
+    """From ``|rfft|`` and the detrended ``y = work[:n]``: total power in the band
+    ``[b0, b1)``, the dominant frequency, the share of the power within ``band_hz`` of
+    it; then (only when the total is > 0) the share of samples farther from ``median``
+    than ``level`` times the 99th percentile of those distances, over the window and
+    (the least) over ``parts`` stretches (the first ``n % parts`` one sample longer,
+    as ``np.array_split`` cuts them)."""
+    n = work.shape[0] // 3
+    scratch = work[n:2 * n]
+    best = b0
+    for i in range(b0, b1):
+        p = magnitude[i] * magnitude[i]
+        scratch[i - b0] = p
+        if p > scratch[best - b0]:
+            best = i
+    total = pairwise_sum(scratch, 0, b1 - b0)
+    if total <= 0.0:
+        return total, 0.0, 0.0, 0.0, 0.0
+    dominant = freqs[best]
+    m = 0
+    for i in range(b0, b1):
+        if abs(freqs[i] - dominant) <= band_hz:
+            scratch[m] = magnitude[i] * magnitude[i]
+            m += 1
+    concentration = pairwise_sum(scratch, 0, m) / total
+    distance = work[2 * n:3 * n]
+    for i in range(n):
+        distance[i] = abs(work[i] - median)
+        scratch[i] = distance[i]
+    top = quantile(scratch, 0.99)
+    bound = level * top
+    size, extra = n // parts, n % parts
+    start = 0
+    count = 0
+    lowest = 2.0
+    for k in range(parts):
+        length = size + 1 if k < extra else size
+        c = 0
+        if top > 0:
+            for i in range(start, start + length):
+                if distance[i] > bound:
+                    c += 1
+        lowest = min(lowest, c / length)
+        count += c
+        start += length
+    return total, dominant, concentration, count / n, lowest
+
+
+_centre_jit = numba.njit(cache=True)(_centre)
+_shape_jit = numba.njit(cache=True)(_shape)
+_spectrum_jit = numba.njit(cache=True)(_spectrum)
+
+
+def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSettings(), start: int = 0, *,
+              jit: bool = True) -> VfWindow:
+    """Assess one window of samples (any length of at least 1 s) on its own.
+
+    ``jit``: the numba kernels (default) or their pure-Python twins. Both give the
+    numbers of the numpy formulation they replaced bit for bit (`processors.kernels`):
+    mean and linear trend out, then a Hann taper before the FFT; only the FFT, its
+    magnitude and the trend's dot product are still numpy's own calls."""
+    n = x.shape[0]
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    work = np.empty(3 * n)
+    centre, shape, spectrum = (_centre_jit, _shape_jit, _spectrum_jit) if jit else (_centre, _shape, _spectrum)
+    if n == 0 or not centre(x, work):
         return VfWindow(start, start + n, False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+    t, taper, freqs, _, tt, b0, b1 = _grid(n, float(sampling_rate))
     # Remove the mean and a linear trend (baseline wander), then taper before the FFT.
-    t, taper, freqs, band = _grid(n, float(sampling_rate))
-    y = x - x.mean()
-    y = y - t * (float(t @ y) / float(t @ t)) if n > 1 else y
-    amplitude = _quantile(y, 0.95) - _quantile(y, 0.05)
-    power = np.abs(np.fft.rfft(y * taper)) ** 2
-    total = float(power[band].sum())
+    slope = float(t @ work[:n]) / tt if n > 1 else 0.0
+    amplitude, median = shape(work, t, slope, taper)
+    magnitude = np.abs(np.fft.rfft(work[2 * n:]))
+    total, dominant, concentration, occupancy, part_occupancy = (float(v) for v in spectrum(
+        magnitude, freqs, b0, b1, settings.band_hz, work, median, settings.occupancy_level,
+        max(1, min(settings.parts, n))))
+    amplitude = float(amplitude)
     if total <= 0.0:
         return VfWindow(start, start + n, True, False, 0.0, 0.0, 0.0, 0.0, amplitude)
-    dominant = float(freqs[band][int(np.argmax(power[band]))])
-    concentration = float(power[band & (np.abs(freqs - dominant) <= settings.band_hz)].sum()) / total
-    excursion = np.abs(y - _quantile(y, 0.5))
-    top = _quantile(excursion, 0.99)
-    above = excursion > settings.occupancy_level * top if top > 0 else np.zeros(n, dtype=bool)
-    occupancy = float(above.mean())
-    parts = max(1, min(settings.parts, n))
-    if n % parts == 0:
-        part_occupancy = float(above.reshape(parts, -1).mean(axis=1).min())
-    else:
-        part_occupancy = min(float(part.mean()) for part in np.array_split(above, parts))
     fibrillatory = (settings.min_dominant_hz <= dominant <= settings.max_dominant_hz
                     and concentration >= settings.min_concentration and occupancy >= settings.min_occupancy
                     and part_occupancy >= settings.min_part_occupancy and amplitude >= settings.min_amplitude_mv)
@@ -182,10 +259,12 @@ class VfDetector:
         self.hop = round(self.settings.hop_s * sampling_rate)
 
     def feed(self, state: VfState, samples: npt.ArrayLike) -> tuple[VfState, list[VfWindow]]:
-        x = np.concatenate([state.samples(), np.asarray(samples, dtype=np.float64).ravel()])
+        # The stored samples are read in place (no copy before the concatenation), and
+        # the rest written as they are when the machine is little-endian already.
+        x = np.concatenate([np.frombuffer(state.buffer, dtype="<f8"), np.asarray(samples, dtype=np.float64).ravel()])
         start, offset, out = state.next_start, 0, []
         while x.shape[0] - offset >= self.size:
             out.append(vf_window(x[offset:offset + self.size], self.sampling_rate, self.settings, start))
             offset += self.hop
             start += self.hop
-        return VfState(start, x[offset:].astype("<f8").tobytes()), out
+        return VfState(start, np.ascontiguousarray(x[offset:], dtype="<f8").tobytes()), out

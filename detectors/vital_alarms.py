@@ -23,27 +23,40 @@ LIMIT_CONDITIONS: Mapping[str, tuple[str, str]] = {
 """Condition name -> (parameter, side), e.g. ``"spo2_low" -> ("spo2", "low")``."""
 
 
-def limit_observations(vitals: VitalsInput, limits: AlarmLimits, active: Collection[str]) -> list[Observation]:
+_PAIRS = tuple((key, f"{key}_high", f"{key}_low") for key in PARAMETERS)
+
+
+def limit_observations(vitals: VitalsInput, limits: AlarmLimits, active: Collection[str],
+                       only: Collection[str] | None = None) -> list[Observation]:
     """One observation per limit condition. ``active`` names the conditions that
     currently have an alarm, which clear with hysteresis. A parameter missing from
     the message gives ``present=None`` (no news); a limit switched off gives False,
-    which clears an alarm raised before it was switched off."""
+    which clears an alarm raised before it was switched off.
+
+    With ``only``, the observations that cannot change anything for an engine whose
+    pending and alarming conditions are ``only`` are left out: no news, and absent
+    conditions outside ``only`` (nothing to reset, nothing to clear). The engine asks
+    for this; a vitals message is mostly parameters within their limits."""
     out = []
-    for condition, (key, side) in LIMIT_CONDITIONS.items():
-        meta, p = PARAMETERS[key], limits[key]
-        value = vitals.values.get(key)
+    values = vitals.values
+    for key, high_name, low_name in _PAIRS:
+        unit, p = PARAMETERS[key].unit, limits[key]
+        value = values.get(key)
         if key == "spo2" and value == 0:
             value = None  # an SpO2 of 0 is "no reading": the probe-off condition reports it
-        limit = p.high if side == "high" else p.low
-        if value is None:
-            out.append(Observation(condition, None, None, limit, meta.unit))
-            continue
-        if limit is None:
-            out.append(Observation(condition, False, value, None, meta.unit, "limit off"))
-            continue
-        margin = p.hysteresis if condition in active else 0.0
-        present = value > limit - margin if side == "high" else value < limit + margin
-        out.append(Observation(condition, present, value, limit, meta.unit))
+        for condition, limit, high in ((high_name, p.high, True), (low_name, p.low, False)):
+            if value is None:
+                if only is None:
+                    out.append(Observation(condition, None, None, limit, unit))
+                continue
+            if limit is None:
+                if only is None or condition in only:
+                    out.append(Observation(condition, False, value, None, unit, "limit off"))
+                continue
+            margin = p.hysteresis if condition in active else 0.0
+            present = value > limit - margin if high else value < limit + margin
+            if present or only is None or condition in only:
+                out.append(Observation(condition, present, value, limit, unit))
     return out
 
 
@@ -65,11 +78,14 @@ def spo2_probe_observation(vitals: VitalsInput) -> Observation:
 _BANDS = (("news2_high", "high", 7.0), ("news2_medium", "medium", 5.0), ("news2_low_medium", "low-medium", 3.0))
 
 
-def news2_observations(result: News2Result) -> list[Observation]:
+def news2_observations(result: News2Result, only: Collection[str] | None = None) -> list[Observation]:
     """Exactly one band is present (none for low risk): moving from medium to high
     risk clears the medium alarm and raises the high one. The limits are those of
-    RCP 2017 Chart 2: aggregate 7, aggregate 5, a single parameter scoring 3."""
+    RCP 2017 Chart 2: aggregate 7, aggregate 5, a single parameter scoring 3.
+    ``only``: as for `limit_observations`, absent bands outside it are left out."""
     out = []
     for condition, risk, limit in _BANDS:
-        out.append(Observation(condition, result.risk == risk, float(result.score), limit, "points"))
+        present = result.risk == risk
+        if present or only is None or condition in only:
+            out.append(Observation(condition, present, float(result.score), limit, "points"))
     return out

@@ -81,7 +81,7 @@ class EcgAnalyzer:
     def __init__(self, sampling_rate: float, *, window_s: float = 2.0, hrv_window_s: float = 300.0,
                  jit: bool = True) -> None:
         self._detector = QrsDetector(sampling_rate, jit=jit)
-        self._quality = SignalQuality(sampling_rate, window_s=window_s)
+        self._quality = SignalQuality(sampling_rate, window_s=window_s, jit=jit)
         self._rr = RrAnalyzer(sampling_rate, window_s=hrv_window_s)
         self._size = self._quality.window_size
         self._pending: deque[int] = deque()             # peaks whose window is not final yet

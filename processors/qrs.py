@@ -25,6 +25,7 @@ Biomed Eng 32(3):230-236 (1985).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numba
@@ -295,6 +296,22 @@ def _accept(
 _detect_jit = numba.njit(cache=True)(_detect)
 
 
+@functools.lru_cache(maxsize=16)
+def _band_pass(fs: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float]:
+    """The 5-15 Hz band-pass for ``fs``: second-order sections, their step-response
+    initial state (scipy's ``sosfilt_zi``) and the group delay at 10 Hz in samples.
+    Designed once per sampling rate (it costs more than a second of ECG does to
+    analyse, and a worker builds a detector for every patient it starts or restores);
+    callers copy the arrays."""
+    from scipy import signal
+
+    # Order 2 band-pass = two second-order sections; the kernel is written for exactly two.
+    sos = np.ascontiguousarray(signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos"))
+    b, a = signal.sos2tf(sos)
+    _, delay = signal.group_delay((b, a), w=[10.0], fs=fs)
+    return sos, np.ascontiguousarray(signal.sosfilt_zi(sos)), float(delay[0])
+
+
 class QrsDetector:
     """Feed ECG samples in chunks of any size; get R-peak sample indices back.
 
@@ -314,14 +331,10 @@ class QrsDetector:
     def __init__(self, sampling_rate: float, *, jit: bool = True) -> None:
         if not 125 <= sampling_rate <= 1000:
             raise ValueError(f"sampling_rate must be 125-1000 Hz, got {sampling_rate}")
-        from scipy import signal  # filter design only, once per detector
-
         fs = float(sampling_rate)
         self.sampling_rate = fs
-        # Order 2 band-pass = two second-order sections; the kernel is written for exactly two.
-        self._sos = np.ascontiguousarray(signal.butter(2, [5.0, 15.0], btype="bandpass", fs=fs, output="sos"))
-        b, a = signal.sos2tf(self._sos)
-        _, delay = signal.group_delay((b, a), w=[10.0], fs=fs)
+        sos, zi_step, delay = _band_pass(fs)
+        self._sos = sos.copy()
         hist = 1 << int(np.ceil(np.log2(4.0 * fs)))
         self._p = np.zeros(_PARAM_SIZE, dtype=np.int64)
         self._p[_P_WIN] = round(0.150 * fs)
@@ -329,11 +342,11 @@ class QrsDetector:
         self._p[_P_TWAVE] = round(0.360 * fs)
         self._p[_P_LEARN] = round(2.0 * fs)
         self._p[_P_SEARCH] = round(0.250 * fs)
-        self._p[_P_DELAY] = round(float(delay[0]))
+        self._p[_P_DELAY] = round(delay)
         self._p[_P_HIST] = hist
         self._p[_P_INIT_RR] = round(1.0 * fs)
         self._zi = np.zeros((self._sos.shape[0], 2))
-        self._zi_step = np.ascontiguousarray(signal.sosfilt_zi(self._sos))
+        self._zi_step = zi_step.copy()
         self._st = np.zeros(_STATE_SIZE)
         self._st[_LAST_QRS] = -1e18
         self._st[_SB_IDX] = -1.0

@@ -89,7 +89,11 @@ class RrAnalyzer:
         in_range = 300.0 <= rr_ms <= 2000.0
         normal = in_range
         if in_range and len(self._recent) >= 3:
-            median = float(np.median(self._recent))
+            # np.median of 3-5 numbers, without numpy's overhead (same value: the middle
+            # one, or the mean of the middle two).
+            ordered = sorted(self._recent)
+            half = len(ordered) // 2
+            median = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2.0
             normal = abs(rr_ms - median) <= 0.2 * median
         if in_range:
             # Even a rejected interval moves the reference, so that a lasting change of
@@ -109,9 +113,15 @@ class RrAnalyzer:
         return self._metrics
 
     def _compute(self) -> HrvMetrics:
-        nn = np.fromiter((v for _, v, _ in self._nn), dtype=np.float64, count=len(self._nn))
-        adjacent = np.fromiter((a for _, _, a in self._nn), dtype=bool, count=len(self._nn))
-        hr = 60_000.0 / float(np.median(nn[-8:])) if nn.size >= 2 else None
+        _, values, follows = zip(*self._nn, strict=True) if self._nn else ((), (), ())
+        nn = np.array(values, dtype=np.float64)
+        adjacent = np.array(follows, dtype=bool)
+        hr = None
+        if nn.size >= 2:
+            # np.median of the last 8, without numpy's overhead (the same value).
+            last = sorted(values[-8:])
+            half = len(last) // 2
+            hr = 60_000.0 / (last[half] if len(last) % 2 else (last[half - 1] + last[half]) / 2.0)
         # Successive differences only between NN intervals that really follow each other.
         diffs = np.diff(nn)[adjacent[1:]]
         if nn.size < 3 or diffs.size < 2:

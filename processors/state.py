@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 from typing import Any
 
 import numpy as np
@@ -32,22 +33,31 @@ class StateError(ValueError):
     """The bytes are not a snapshot this version can read."""
 
 
+# One encoder for every snapshot: json.dumps would build it anew each call.
+_HEADER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_LITTLE = sys.byteorder == "little"
+
+
 def pack(values: dict[str, Any]) -> bytes:
-    header: dict[str, Any] = {"arrays": {}, "values": {}}
+    arrays: dict[str, Any] = {}
+    plain: dict[str, Any] = {}
     blobs: list[bytes] = []
     offset = 0
     for name, value in values.items():
         if isinstance(value, np.ndarray):
             a = np.ascontiguousarray(value)
-            if a.dtype.char not in _ALLOWED:
+            char = a.dtype.char
+            if char not in _ALLOWED:
                 raise TypeError(f"{name}: dtype {a.dtype} cannot be snapshotted")
-            data = a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-            header["arrays"][name] = [a.dtype.char, list(a.shape), offset, len(data)]
+            if not (_LITTLE and a.dtype.isnative):
+                a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+            data = a.tobytes()
+            arrays[name] = [char, list(a.shape), offset, len(data)]
             blobs.append(data)
             offset += len(data)
         else:
-            header["values"][name] = value
-    head = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+            plain[name] = value
+    head = _HEADER.encode({"arrays": arrays, "values": plain}).encode()
     return _MAGIC + struct.pack("<I", len(head)) + head + b"".join(blobs)
 
 

@@ -37,12 +37,13 @@ from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
 from processors.ecg import EcgAnalyzer
+from processors.ecg import warm_up as warm_up_chain
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef, decision_event, event_id_for
 
-__all__ = ["EcgPatient", "process_chunk", "waveform_of", "SUMMARY_S", "ENGINE"]
+__all__ = ["EcgPatient", "process_chunk", "waveform_of", "warm_up", "SUMMARY_S", "ENGINE"]
 
 SUMMARY_S = 10
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -85,8 +86,12 @@ class EcgPatient:
         return cls(chunk.patient_id, chunk.lead.name, chunk.sampling_rate_hz, chunk.first_sample_us, chunk.sequence,
                    EcgAnalyzer(chunk.sampling_rate_hz), ArrhythmiaState(), ENGINE.new_state(chunk.patient_id, "ward"))
 
+    def sample_us(self, sample: int) -> int:
+        """Device time of the chain's sample ``sample``, µs since the epoch."""
+        return self.base_us + round(sample * 1_000_000 / self.fs)
+
     def sample_time(self, sample: int) -> datetime:
-        return _at(self.base_us + round(sample * 1_000_000 / self.fs))
+        return _at(self.sample_us(sample))
 
     def snapshot(self) -> bytes:
         return pack({
@@ -113,11 +118,17 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
     must be dead-lettered; ``state`` is then unchanged."""
     events: list[NewEvent] = []
     stream_id = f"patient-{chunk.patient_id}"
-    metadata = source.as_metadata() | {"device_id": chunk.device_id, "lead": chunk.lead.name}
+    shared: list[dict[str, object]] = []  # the chunk's metadata, built with its first event (most chunks have none)
+
+    def metadata() -> dict[str, object]:
+        if not shared:
+            shared.append(source.as_metadata() | {"device_id": chunk.device_id, "lead": chunk.lead.name})
+        return shared[0]
 
     def emit(event_type: str, occurred_at: datetime, payload: dict[str, object]) -> None:
         events.append(NewEvent(event_id_for(source, len(events)), stream_id, event_type, occurred_at,
-                               {"patient_id": chunk.patient_id, "lead": chunk.lead.name, **payload}, metadata=metadata))
+                               {"patient_id": chunk.patient_id, "lead": chunk.lead.name, **payload},
+                               metadata=metadata()))
 
     if state is None:
         state = EcgPatient.start(chunk)
@@ -139,16 +150,22 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
     update = state.analyzer.feed(x)
     state.arrhythmia, report = _detector(state.fs).feed(state.arrhythmia, x, update.beats, update.windows)
     state.fed += x.shape[0]
-    now = state.sample_time(state.fed)
+    now_us = state.sample_us(state.fed)
+    # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
+    # datetime itself only when there is an event to stamp.
     state.alarms, decisions = ENGINE.step(state.alarms, AlarmInputs(observations=report.observations),
-                                          now=now.timestamp())
-    for decision in decisions:
-        events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata))
+                                          now=now_us / 1_000_000)
+    if decisions:
+        now = _at(now_us)
+        for decision in decisions:
+            events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata()))
     state.next_sequence = chunk.sequence + 1
     state.offset = source.offset
-    state.beats += len(update.beats)
-    state.usable += sum(b.usable for b in update.beats)
-    state.windows.update(w.label for w in update.windows)
+    if update.beats:
+        state.beats += len(update.beats)
+        state.usable += sum(b.usable for b in update.beats)
+    if update.windows:
+        state.windows.update(w.label for w in update.windows)
     period = SUMMARY_S * state.fs
     if state.fed - state.summary_start >= period:
         hrv = update.hrv
@@ -179,3 +196,13 @@ def waveform_of(chunk: EcgChunk, source: SourceRef) -> WaveformChunk:
     return WaveformChunk(chunk.patient_id, chunk.lead.name, chunk.first_sample_at, float(chunk.sampling_rate_hz),
                          samples, scale, {"topic": source.topic, "partition": source.partition,
                                           "offset": source.offset, "sequence": chunk.sequence})
+
+
+def warm_up(sampling_rate: int = 250) -> None:
+    """Compile (or load from the numba cache) every kernel a chunk goes through: the
+    ECG chain's (`processors.ecg.warm_up`) and the arrhythmia detector's (VF, activity),
+    so that a worker's first real chunks do not pay for it. Call once at process start."""
+    warm_up_chain()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 0.1, 5 * sampling_rate)
+    _detector(sampling_rate).feed(ArrhythmiaState(), x, [], [])

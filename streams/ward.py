@@ -3,8 +3,16 @@ and 1 Hz vitals (JSON v2), deterministic for a seed.
 
 `SimulatedWard.second(t, start_us)` is pure: the messages for second ``t`` of the
 run as ``(topic, key, value)``, the same whenever it is asked, so a test can
-publish a run, and a benchmark can regenerate it, byte for byte. `publish` sends
-seconds in real time (or as fast as the broker takes them).
+publish a run, and a benchmark can regenerate it, byte for byte. `publish_ward`
+sends seconds in real time (or as fast as the broker takes them).
+
+Real monitors are not synchronised, so each bed has a fixed *phase* within the
+second (whole milliseconds, drawn from the seed and the patient id): second ``t``
+of a bed is stamped, and in real time sent, at ``start_us + t s + phase``. A ward
+of N beds is then a steady stream of about 2N messages a second rather than a
+burst of 2N at the top of every second, in which the last bed's messages would
+wait for everyone else's. `SimulatedWard.timed_second` gives each message's send
+time; `second` lists the messages in that order.
 
 Patients follow `streams.scenarios` scripts (round-robin over ``scenarios``) for
 their vitals, with ECG from `streams.ecg_synth` at the scenario's heart rate at
@@ -14,9 +22,11 @@ the start; ``p0001`` is the demo's deteriorating patient when ``sepsis`` is list
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -26,10 +36,21 @@ from streams.scenarios import ScenarioName, ScenarioPatient, codec_values
 from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 
-__all__ = ["SimulatedWard", "publish_ward", "ECG_SCALE_MV"]
+__all__ = ["SimulatedWard", "TimedMessage", "bed_phase_us", "publish_ward", "send_second", "ECG_SCALE_MV"]
 
 ECG_SCALE_MV = 0.005
 """mV per int16 count on the wire (5 uV, a typical bedside ADC step)."""
+
+TimedMessage = tuple[int, str, bytes, bytes]
+"""``(send_at_us, topic, key, value)``: when a real-time publisher sends it (µs since the epoch)."""
+
+
+def bed_phase_us(seed: int, patient_id: str) -> int:
+    """A bed's fixed offset within each second, in µs: a whole number of milliseconds
+    in [0, 1 s), from a hash of the seed and the patient id (the same in every process,
+    unlike Python's ``hash``)."""
+    digest = hashlib.sha256(f"vigil-ward-phase:{seed}:{patient_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % 1000 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +58,7 @@ class _Bed:
     patient_id: str
     scenario: ScenarioPatient
     ecg: SyntheticEcg | None
+    phase_us: int
 
 
 class SimulatedWard:
@@ -57,34 +79,68 @@ class SimulatedWard:
                                        ramp_s=ramp_s)
             hr = float(scenario.vitals(0)["hr"])
             synth = SyntheticEcg(EcgConfig(sampling_rate=ecg_hz, hr_bpm=hr), seed=seed, patient=pid) if ecg else None
-            self._beds.append(_Bed(pid, scenario, synth))
+            self._beds.append(_Bed(pid, scenario, synth, bed_phase_us(seed, pid)))
+        # Beds in the order they send within a second (ties: bed order).
+        self._beds.sort(key=lambda b: b.phase_us)
         self._next_second = 0
 
     @property
     def patient_ids(self) -> list[str]:
-        return [b.patient_id for b in self._beds]
+        return sorted(b.patient_id for b in self._beds)
+
+    @property
+    def phases_us(self) -> dict[str, int]:
+        """Each bed's offset within the second, µs."""
+        return {b.patient_id: b.phase_us for b in sorted(self._beds, key=lambda b: b.patient_id)}
 
     def second(self, t: int, start_us: int) -> list[tuple[str, bytes, bytes]]:
-        """Messages for second ``t`` (0, 1, 2, ... in order: the ECG generators stream)."""
+        """Messages for second ``t`` (0, 1, 2, ... in order: the ECG generators stream),
+        in the order a real-time publisher sends them (see `timed_second`)."""
+        return [(topic, key, value) for _, topic, key, value in self.timed_second(t, start_us)]
+
+    def timed_second(self, t: int, start_us: int) -> list[TimedMessage]:
+        """Messages for second ``t`` with their send times, in send order: each bed's
+        vitals then ECG chunk at ``start_us + t s + phase``, which is also the device
+        time they carry (vitals ``ts``, the chunk's first sample)."""
         if t != self._next_second:
             raise ValueError(f"seconds must be asked in order: expected {self._next_second}, got {t}")
         self._next_second += 1
-        now_us = start_us + t * 1_000_000
-        out: list[tuple[str, bytes, bytes]] = []
+        out: list[TimedMessage] = []
         for bed in self._beds:
+            now_us = start_us + t * 1_000_000 + bed.phase_us
             key = bed.patient_id.encode()
             v = bed.scenario.vitals(t)
             vitals = encode_vitals(bed.patient_id, now_us // 1000, dict(codec_values(v)),
                                    device_id=f"bed-{bed.patient_id[1:]}", oxygen=bool(v["oxygen"]),
                                    acvpu=str(v["acvpu"]))
-            out.append((self.topics.vitals, key, vitals))
+            out.append((now_us, self.topics.vitals, key, vitals))
             if bed.ecg is not None:
                 mv, _ = bed.ecg.next_chunk(self.ecg_hz)
                 counts = np.clip(np.nan_to_num(np.round(mv / ECG_SCALE_MV), nan=-32768), -32768, 32767)
                 chunk = EcgChunk(bed.patient_id, f"mon-{bed.patient_id[1:]}", Lead.II, self.ecg_hz, t, now_us,
                                  counts.astype(np.int16), ECG_SCALE_MV)
-                out.append((self.topics.ecg, key, encode_ecg_chunk(chunk)))
+                out.append((now_us, self.topics.ecg, key, encode_ecg_chunk(chunk)))
         return out
+
+
+class _Producer(Protocol):
+    async def send(self, topic: str, value: bytes, key: bytes) -> Any: ...
+
+
+async def send_second(producer: _Producer, messages: list[TimedMessage], *, start_us: int,
+                      began: float | None) -> int:
+    """Send one second's `timed_second` messages; returns how many. With ``began``
+    (the ``time.monotonic()`` that corresponds to ``start_us``), each goes out at its
+    send time: messages due within 2 ms of each other leave together, so a large
+    ward costs the publisher a few hundred wake-ups a second, not one per message.
+    Without it, all go out at once (as fast as the broker takes them)."""
+    for at_us, topic, key, value in messages:
+        if began is not None:
+            delay = began + (at_us - start_us) / 1e6 - time.monotonic()
+            if delay > 0.002:
+                await asyncio.sleep(delay)
+        await producer.send(topic, value=value, key=key)
+    return len(messages)
 
 
 async def publish_ward(bootstrap: str, ward: SimulatedWard, *, seconds: int | None = None, realtime: bool = True,
@@ -96,18 +152,16 @@ async def publish_ward(bootstrap: str, ward: SimulatedWard, *, seconds: int | No
                                 max_request_size=1_048_576)
     await producer.start()
     start = time.time_ns() // 1000 if start_us is None else start_us
-    began = time.monotonic()
+    # Device time start + t s + phase is sent at wall time began + t s + phase (or at
+    # once, when not in real time).
+    began = time.monotonic() if realtime else None
     sent = 0
     t = 0
     try:
         while seconds is None or t < seconds:
-            for topic, key, value in ward.second(t, start):
-                await producer.send(topic, value=value, key=key)
-                sent += 1
+            sent += await send_second(producer, ward.timed_second(t, start), start_us=start, began=began)
             await producer.flush()
             t += 1
-            if realtime:
-                await asyncio.sleep(max(0.0, began + t - time.monotonic()))
     finally:
         await producer.stop()
     return sent

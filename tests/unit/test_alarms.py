@@ -478,3 +478,45 @@ def test_catalogue_priorities_follow_the_design() -> None:
     assert all(s.latches == (s.priority is Priority.HIGH) for s in CONDITIONS.values())
     assert {n for n, s in CONDITIONS.items() if s.technical} == {"ecg_leads_off", "ecg_flat_line", "ecg_noise",
                                                                  "spo2_probe_off"}
+
+
+def test_limit_observations_for_an_engine_leave_out_only_what_changes_nothing() -> None:
+    from detectors.vital_alarms import limit_observations, news2_observations
+
+    limits = default_limits("ward").changed({"temp": {"high": None}})
+    readings = [{"hr": 150.0, "spo2": 0.0, "rr": 16.0, "temp": 39.5}, {"hr": 80.0, "sbp": 85.0},
+                {"hr": 129.0, "spo2": 97.0, "dbp": 120.0, "temp": 36.0}, {}]
+    for values in readings:
+        for busy in (set(), {"hr_high", "temp_high"}, {"sbp_low", "spo2_low", "news2_medium"}):
+            full = limit_observations(VitalsInput(values), limits, {"hr_high"})
+            kept = limit_observations(VitalsInput(values), limits, {"hr_high"}, busy)
+            assert kept == [o for o in full if o.present or (o.present is False and o.condition in busy)]
+            news2 = score_news2(parse_observation({"rr": 25, "spo2": 91, "oxygen": True, "sbp": 95, "hr": 120,
+                                                   "acvpu": "A", "temp": 38.5}))
+            assert news2_observations(news2, busy) == [o for o in news2_observations(news2)
+                                                       if o.present or o.condition in busy]
+
+
+def test_skipping_idle_observations_changes_no_decision() -> None:
+    """The engine leaves out vitals observations that cannot change anything (absent,
+    neither pending nor alarming); stepping with all of them gives the same run."""
+    import random
+
+    fast, full = AlarmEngine(), AlarmEngine()
+    full._skip_idle = False
+    rnd = random.Random(3)
+    for patient in range(20):
+        a = b = fast.new_state(f"p{patient}", "ward")
+        now = 0.0
+        for _ in range(300):
+            now += rnd.choice([0.0, 1.0, 1.0, 5.0, 70.0])
+            values = {k: round(v + rnd.gauss(0, 1) * s, 1) for k, (v, s) in
+                      {"hr": (90, 30), "spo2": (95, 4), "rr": (18, 6), "sbp": (115, 25), "temp": (37.5, 1.2)}.items()
+                      if rnd.random() > 0.1}
+            commands: list[Command] = []
+            if a.alarms and rnd.random() < 0.1:
+                commands.append(Acknowledge(rnd.choice(list(a.alarms.values())).alert_id, "rn"))
+            inputs = AlarmInputs(vitals=VitalsInput({k: max(v, 0.0) for k, v in values.items()}), commands=commands)
+            a, da = fast.step(a, inputs, now)
+            b, db = full.step(b, inputs, now)
+            assert (a, da) == (b, db)

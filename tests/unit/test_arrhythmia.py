@@ -20,7 +20,7 @@ from detectors.alarm_inputs import AlarmInputs
 from detectors.alarms import AlarmEngine
 from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaReport, ArrhythmiaState
 from detectors.ecg_activity import ActivityMeter, ActivityState
-from detectors.vf import VfDetector, VfState, vf_window
+from detectors.vf import VfDetector, VfSettings, VfState, VfWindow, vf_window
 from processors.ecg import EcgAnalyzer
 from tests.conftest import REPO
 from tests.unit.test_qrs import synthetic_ecg
@@ -269,6 +269,94 @@ def test_vf_windows_do_not_depend_on_chunking() -> None:
             st, ws = det.feed(st, x[i:i + chunk])
             parts += ws
         assert parts == whole
+
+
+def _vf_window_numpy(x: FloatArray, fs: float, start: int = 0) -> VfWindow:
+    """The plain numpy formulation the kernels replaced, with the default settings
+    (change aversion: the kernels must give these numbers to the bit)."""
+    settings = VfSettings()
+    n = x.shape[0]
+    if n == 0 or np.isnan(x).any():
+        return VfWindow(start, start + n, False, False, 0.0, 0.0, 0.0, 0.0, 0.0)
+
+    def q(a: FloatArray, p: float) -> float:
+        pos = p * (a.shape[0] - 1)
+        lo = int(pos)
+        hi = min(lo + 1, a.shape[0] - 1)
+        part = np.partition(a, (lo, hi))
+        return float(part[lo] + (part[hi] - part[lo]) * (pos - lo))
+
+    freqs = np.fft.rfftfreq(n, 1.0 / fs)
+    t = np.arange(n) - (n - 1) / 2.0
+    band = (freqs >= 0.5) & (freqs <= 30.0)
+    y = x - x.mean()
+    y = y - t * (float(t @ y) / float(t @ t)) if n > 1 else y
+    amplitude = q(y, 0.95) - q(y, 0.05)
+    power = np.abs(np.fft.rfft(y * np.hanning(n))) ** 2
+    total = float(power[band].sum())
+    if total <= 0.0:
+        return VfWindow(start, start + n, True, False, 0.0, 0.0, 0.0, 0.0, amplitude)
+    dominant = float(freqs[band][int(np.argmax(power[band]))])
+    concentration = float(power[band & (np.abs(freqs - dominant) <= settings.band_hz)].sum()) / total
+    excursion = np.abs(y - q(y, 0.5))
+    top = q(excursion, 0.99)
+    above = excursion > settings.occupancy_level * top if top > 0 else np.zeros(n, dtype=bool)
+    parts = max(1, min(settings.parts, n))
+    part_occupancy = min(float(part.mean()) for part in np.array_split(above, parts))
+    fibrillatory = (settings.min_dominant_hz <= dominant <= settings.max_dominant_hz
+                    and concentration >= settings.min_concentration and float(above.mean()) >= settings.min_occupancy
+                    and part_occupancy >= settings.min_part_occupancy and amplitude >= settings.min_amplitude_mv)
+    return VfWindow(start, start + n, True, fibrillatory, dominant, concentration, float(above.mean()),
+                    part_occupancy, amplitude)
+
+
+def _vf_windows_to_check() -> list[tuple[FloatArray, int]]:
+    rng = np.random.default_rng(8)
+    out: list[tuple[FloatArray, int]] = []
+    for k in range(60):
+        fs = (125, 250, 360)[k % 3]
+        n = int(rng.integers(fs, 5 * fs))
+        x = sine(fs, n / fs + 1, float(rng.uniform(1, 10)))[:n] * rng.uniform(0, 2)
+        if k % 5 == 0:
+            x = synthetic_ecg(fs, n / fs + 1, seed=k)[0][:n]
+        if k % 7 == 0:
+            x = np.round(x, 1)  # ties for the quantiles
+        if k % 11 == 0:
+            x = np.full(n, 0.3)  # no power at all
+        if k % 13 == 0:
+            x[n // 2] = np.nan
+        out.append((x, fs))
+    return out
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "python"])
+def test_vf_kernels_give_the_numpy_formulation_to_the_bit(jit: bool) -> None:
+    for i, (x, fs) in enumerate(_vf_windows_to_check()):
+        got, want = vf_window(x, fs, start=i, jit=jit), _vf_window_numpy(x, fs, start=i)
+        assert got == want
+        assert [type(getattr(got, f)) for f in got.__slots__] == [type(getattr(want, f)) for f in want.__slots__]
+
+
+def test_vf_kernels_on_mitdb_207_flutter_and_its_neighbourhood() -> None:
+    x, _ = record("207")
+    for start in range(0, 600 * 360, 7 * 360):  # the first ten minutes hold flutter and sinus rhythm
+        w = x[start:start + 4 * 360]
+        assert vf_window(w, 360, start=start) == _vf_window_numpy(w, 360, start=start)
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "python"])
+def test_activity_kernel_gives_the_numpy_formulation(jit: bool) -> None:
+    x, _ = synthetic_ecg(250, 12, seed=4)
+    x[700:800] = np.nan
+    meter = ActivityMeter(250, 500, jit=jit)
+    st, got = ActivityState(), dict[int, float]()
+    for i in range(0, x.size, 113):
+        st, found = meter.feed(st, x[i:i + 113])
+        got |= found
+    change = np.abs(x[meter.lag:] - x[:-meter.lag])
+    change = np.where(np.isnan(change), 0.0, change)  # change[j] belongs to sample j + lag
+    want = {k: float(change[max(k - meter.lag, 0):k + 500 - meter.lag].max()) for k in range(0, x.size - 499, 500)}
+    assert got == want
 
 
 def test_short_oscillation_is_not_vf_but_five_seconds_is() -> None:

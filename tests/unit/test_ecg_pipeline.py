@@ -85,3 +85,9 @@ def test_waveform_rows_keep_counts_and_scale() -> None:
     assert row.sample_count == FS and row.scale_mv == pytest.approx(0.005)
     assert np.allclose(row.millivolts(), chunk.samples_mv())
     assert row.source == {"topic": "ecg", "partition": 2, "offset": 7, "sequence": 0}
+
+
+def test_warm_up_runs() -> None:
+    from streams.ecg_pipeline import warm_up
+
+    warm_up()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from processors.rr import RrAnalyzer
-from processors.sqi import SignalQuality
+from processors.sqi import QualityWindow, SignalQuality
 from tests.unit.test_qrs import DATA, synthetic_ecg
 
 
@@ -109,3 +109,50 @@ def test_noise_stress_record_is_flagged_where_the_noise_is() -> None:
     share = lambda ws: sum(w.label == "noise" for w in ws) / len(ws)  # noqa: E731
     assert share(noisy) > 0.5 and share(clean) < 0.05
     assert not math.isnan(windows[0].kurtosis)
+
+
+def _assess_numpy(w: np.ndarray, fs: float, start: int) -> QualityWindow:
+    """The plain numpy formulation the kernels replaced, with the default thresholds
+    (change aversion: labels, pSQI and basSQI to the bit; the kurtosis to rounding,
+    since the kernel takes fourth powers as squares of squares, not through pow)."""
+    nan = np.isnan(w)
+    if nan.mean() > 0.5:
+        return QualityWindow(start, "leads_off", 0.0, 0.0, 0.0)
+    if nan.any():
+        w = np.where(nan, np.nanmedian(w), w)
+    if float(w.max() - w.min()) < 0.05:
+        return QualityWindow(start, "leads_off" if abs(float(np.median(w))) > 5.0 else "flat", 0.0, 0.0, 0.0)
+    tolerance = 1e-9 * max(abs(float(w.max())), abs(float(w.min())), 1.0)
+    rail = (w >= w.max() - tolerance) | (w <= w.min() + tolerance)
+    edges = np.diff(np.concatenate(([0], rail.astype(np.int8), [0])))
+    lengths = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    if float(lengths[lengths >= 3].sum() / w.shape[0]) >= 0.05:
+        return QualityWindow(start, "saturated", 0.0, 0.0, 0.0)
+    centred = w - w.mean()
+    variance = float(np.mean(centred**2))
+    kurtosis = float(np.mean(centred**4) / variance**2)
+    freqs = np.fft.rfftfreq(w.shape[0], 1.0 / fs)
+    power = np.abs(np.fft.rfft(centred * np.hanning(w.shape[0]))) ** 2
+    psqi = float(power[(freqs >= 5) & (freqs <= 15)].sum() / max(power[(freqs >= 5) & (freqs <= 40)].sum(), 1e-30))
+    bassqi = float(1.0 - power[freqs < 1].sum() / max(power[freqs <= 40].sum(), 1e-30))
+    noisy = kurtosis < 4.0 or psqi < 0.3 or bassqi < 0.5
+    return QualityWindow(start, "noise" if noisy else "ok", kurtosis, psqi, bassqi)
+
+
+def test_quality_kernels_give_the_numpy_formulation() -> None:
+    rng = np.random.default_rng(9)
+    x, _ = synthetic_ecg(250, 120, seed=7, noise=0.05)
+    x[2000:2300] = np.nan                                  # a few samples missing
+    x[5000:6000] = np.nan                                  # leads off
+    x[8000:9000] = 0.2                                     # flat
+    x[10000:11000] = np.clip(x[10000:11000] * 6, -1, 1)    # clipped
+    x[12000:14000] += rng.normal(0, 0.6, 2000)             # noise
+    x[15000:17000] += 2 * np.sin(2 * np.pi * 0.3 * np.arange(2000) / 250)  # wander
+    for jit in (True, False):
+        got = SignalQuality(250, jit=jit).feed(x)
+        want = [_assess_numpy(x[w.start:w.start + 500], 250.0, w.start) for w in got]
+        assert [(w.start, w.label, w.psqi, w.bassqi) for w in got] == [(w.start, w.label, w.psqi, w.bassqi)
+                                                                      for w in want]
+        assert [w.kurtosis for w in got] == pytest.approx([w.kurtosis for w in want], rel=1e-12)
+        assert {w.label for w in got} >= {"ok", "noise", "flat", "saturated", "leads_off"}
+    assert SignalQuality(250, jit=False).feed(x) == SignalQuality(250).feed(x)

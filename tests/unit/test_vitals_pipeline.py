@@ -74,3 +74,14 @@ def test_patient_state_round_trips() -> None:
     p = VitalsPatient(state, 1, 1000)
     back = VitalsPatient.decode(p.encode())
     assert (back.offset, back.last_ts_ms, back.alarms) == (1, 1000, state)
+
+
+def test_ids_are_uuid5_of_the_source_and_index() -> None:
+    import uuid
+
+    from streams.vitals_pipeline import EVENT_NAMESPACE
+
+    for src, index in ((SourceRef("v", 1, 9), 0), (SourceRef("ecg-ü", 0, 2**40), 7), (SourceRef("t", 12, 0), 31)):
+        expected = uuid.uuid5(EVENT_NAMESPACE, f"{src.topic}:{src.partition}:{src.offset}:{index}")
+        got = event_id_for(src, index)
+        assert got == expected and str(got) == str(expected) and got.version == 5
