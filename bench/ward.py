@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
-from streams.ward import SimulatedWard  # noqa: E402
+from streams.ward import SimulatedWard, send_second  # noqa: E402
 from vigil.services.kafka import KafkaCluster  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
 from vigil.services.process import ManagedProcess  # noqa: E402
@@ -117,9 +117,8 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     t_measure = 0.0
     try:
         for t in range(warmup + seconds):
-            for topic, key, value in ward.second(t, start_us):
-                await producer.send(topic, value=value, key=key)
-                published += 1
+            # Each bed sends at its own phase within the second (device time = send time).
+            published += await send_second(producer, ward.timed_second(t, start_us), start_us=start_us, began=began)
             await producer.flush()
             if t == warmup:
                 cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()

@@ -100,8 +100,9 @@ class SimulatedWard:
 
     def timed_second(self, t: int, start_us: int) -> list[TimedMessage]:
         """Messages for second ``t`` with their send times, in send order: each bed's
-        vitals then ECG chunk at ``start_us + t s + phase``, which is also the device
-        time they carry (vitals ``ts``, the chunk's first sample)."""
+        vitals then ECG chunk at ``start_us + t s + phase``. That is the vitals' device
+        time (``ts``); the chunk holds the second just past (its first sample is 1 s
+        earlier), as a monitor sends a chunk once it has all of it."""
         if t != self._next_second:
             raise ValueError(f"seconds must be asked in order: expected {self._next_second}, got {t}")
         self._next_second += 1
@@ -117,8 +118,8 @@ class SimulatedWard:
             if bed.ecg is not None:
                 mv, _ = bed.ecg.next_chunk(self.ecg_hz)
                 counts = np.clip(np.nan_to_num(np.round(mv / ECG_SCALE_MV), nan=-32768), -32768, 32767)
-                chunk = EcgChunk(bed.patient_id, f"mon-{bed.patient_id[1:]}", Lead.II, self.ecg_hz, t, now_us,
-                                 counts.astype(np.int16), ECG_SCALE_MV)
+                chunk = EcgChunk(bed.patient_id, f"mon-{bed.patient_id[1:]}", Lead.II, self.ecg_hz, t,
+                                 now_us - 1_000_000, counts.astype(np.int16), ECG_SCALE_MV)
                 out.append((now_us, self.topics.ecg, key, encode_ecg_chunk(chunk)))
         return out
 

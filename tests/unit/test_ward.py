@@ -55,7 +55,8 @@ def test_messages_are_stamped_and_ordered_by_their_send_time() -> None:
             assert at == START_US + t * 1_000_000 + phases[pid]
             if topic == TOPICS.ecg:
                 chunk = decode_ecg_chunk(value)
-                assert (chunk.patient_id, chunk.sequence, chunk.first_sample_us) == (pid, t, at)
+                # The chunk is the second just past, sent once complete.
+                assert (chunk.patient_id, chunk.sequence, chunk.first_sample_us) == (pid, t, at - 1_000_000)
             else:
                 vitals = decode_vitals(value)
                 assert vitals.patient_id == pid
