@@ -54,7 +54,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONFAULTHANDLER=1 \
     VIGIL_GATEWAY_HOST=0.0.0.0 \
-    VIGIL_GATEWAY_PORT=8765
+    VIGIL_GATEWAY_PORT=8765 \
+    NUMBA_CACHE_DIR=/var/lib/vigil/numba-cache
 
 # Fixed, non-root uid/gid (numeric USER below, so orchestrators can verify
 # runAsNonRoot without resolving names).

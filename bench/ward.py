@@ -153,6 +153,11 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
           f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
+    by_type: dict[str, list[float]] = {}
+    for kind, ms in rows:
+        by_type.setdefault(kind, []).append(float(ms))
+    for kind, values in sorted(by_type.items(), key=lambda kv: -len(kv[1]))[:6]:
+        print(f"           {kind:<18}: {pct(values)}")
     if not every:
         print(f"         no events stored; worker log:\n{log_tail}")
 

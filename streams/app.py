@@ -60,7 +60,7 @@ from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_de
 from streams.ecg_codec import decode_ecg_chunk
 from streams.commands import apply_command, command_of
 from streams.ecg_pipeline import ENGINE
-from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
+from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
 from streams.sink import BatchingSink, SinkItem
 from streams.states import PatientStates
@@ -422,6 +422,7 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     """Run the worker until SIGTERM/SIGINT. Blocks; owns the event loop."""
     from faust.worker import Worker
 
+    warm_up()  # numba kernels compiled (or loaded from its cache) before the first chunk, not during it
     app = build_app(cfg)
     if not cfg.embedded_broker:  # the demo's Tansu broker runs one worker; Faust declares its topics
         asyncio.run(declare_topics(cfg, app))

@@ -80,6 +80,9 @@ class EcgPatient:
     beats: int = 0
     usable: int = 0
     windows: Counter[str] = field(default_factory=Counter)
+    last_start_us: int | None = None
+    """Device time of the last chunk's first sample, as the chunk stated it (full
+    disclosure files the chunk under it). None in snapshots from before it was kept."""
 
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
@@ -98,7 +101,7 @@ class EcgPatient:
             "patient_id": self.patient_id, "lead": self.lead, "fs": self.fs, "base_us": self.base_us,
             "next_sequence": self.next_sequence, "fed": self.fed, "offset": self.offset,
             "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
-            "windows": dict(self.windows), "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
+            "windows": dict(self.windows), "last_start_us": self.last_start_us, "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
             "arrhythmia": self.arrhythmia.to_dict(), "alarms": self.alarms.to_dict(),
         })
 
@@ -109,13 +112,14 @@ class EcgPatient:
         analyzer.restore(v["analyzer"].tobytes())
         return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer,
                    ArrhythmiaState.from_dict(v["arrhythmia"]), AlarmState.from_dict(v["alarms"]), v["fed"],
-                   v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]))
+                   v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
+                   v.get("last_start_us"))
 
 
 def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) -> tuple[EcgPatient, list[NewEvent]]:
     """Apply one chunk; return the patient's new state and the events to append.
-    Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``) for a chunk that
-    must be dead-lettered; ``state`` is then unchanged."""
+    Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``, ``time_not_increasing``)
+    for a chunk that must be dead-lettered; ``state`` is then unchanged."""
     events: list[NewEvent] = []
     stream_id = f"patient-{chunk.patient_id}"
     shared: list[dict[str, object]] = []  # the chunk's metadata, built with its first event (most chunks have none)
@@ -137,6 +141,11 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
                                          f"({state.next_sequence}): a duplicate or a late arrival")
     elif chunk.sampling_rate_hz != state.fs:
         raise Rejected("sampling_rate_changed", f"{chunk.sampling_rate_hz} Hz after {state.fs} Hz without a gap")
+    elif state.last_start_us is not None and chunk.first_sample_us <= state.last_start_us:
+        # The device clock did not move on (or the sequence number is wrong): full
+        # disclosure files a chunk under its start time, one row each, and would drop it.
+        raise Rejected("time_not_increasing", f"chunk {chunk.sequence} starts at {chunk.first_sample_us} us, not "
+                                              f"after the previous chunk ({state.last_start_us} us)")
     elif chunk.sequence > state.next_sequence:
         emit("EcgSignalGap", chunk.first_sample_at, {
             "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
@@ -161,6 +170,7 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
             events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata()))
     state.next_sequence = chunk.sequence + 1
     state.offset = source.offset
+    state.last_start_us = chunk.first_sample_us
     if update.beats:
         state.beats += len(update.beats)
         state.usable += sum(b.usable for b in update.beats)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from event_store.events import NewEvent
+from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
 from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
 from streams.ecg_synth import EcgConfig, Rhythm, SyntheticEcg
@@ -91,3 +92,30 @@ def test_warm_up_runs() -> None:
     from streams.ecg_pipeline import warm_up
 
     warm_up()
+
+
+def test_a_chunk_whose_clock_did_not_move_on_is_refused() -> None:
+    items = chunks(12)
+    state, _ = run(items[:10])
+    assert state is not None
+    before = state.snapshot()
+    # A later sequence number (a gap) but the first-sample time of chunk 9: full
+    # disclosure would file it under a start time already taken and drop it.
+    bad = EcgChunk("p1", "mon-1", Lead.II, FS, 11, items[9].first_sample_us, items[11].samples, 0.005)
+    with pytest.raises(Rejected) as refused:
+        process_chunk(state, bad, SourceRef("ecg", 0, 10))
+    assert refused.value.reason == "time_not_increasing"
+    assert state.snapshot() == before  # nothing applied
+    state, _ = process_chunk(state, items[10], SourceRef("ecg", 0, 11))  # the real next chunk is fine
+    assert state.last_start_us == items[10].first_sample_us
+
+
+def test_a_snapshot_from_before_the_start_time_was_kept_still_restores() -> None:
+    state, _ = run(chunks(3))
+    assert state is not None
+    old = unpack(state.snapshot())
+    del old["last_start_us"]
+    restored = EcgPatient.restore(pack(old))
+    assert restored.last_start_us is None
+    restored, _ = process_chunk(restored, chunks(4)[3], SourceRef("ecg", 0, 3))  # no check until the next chunk
+    assert restored.last_start_us == T0_US + 3_000_000
