@@ -48,7 +48,12 @@ async def prefetched(fetch: Callable[[int], Awaitable[Sequence[T]]], after: int,
     try:
         while pending is not None:
             rows = await pending
-            pending = asyncio.ensure_future(fetch(position_of(rows[-1]))) if len(rows) == page else None
+            if len(rows) == page:
+                pending = asyncio.ensure_future(fetch(position_of(rows[-1])))
+                # Let it send its query before the caller takes the CPU for this page.
+                await asyncio.sleep(0)
+            else:
+                pending = None
             if rows:
                 yield rows
     finally:

@@ -48,7 +48,9 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from event_store.base import Assignment, EventRecorder, LogHead, NewRow, Prepared, assign, chain, prepare
+from event_store.base import (
+    Assignment, EventRecorder, LogHead, NewRow, Prepared, assign, chain, prefetched, prepare,
+)
 from event_store.events import AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import (
     AppendForbidden, ConcurrencyConflict, EventStoreError, MigrationError, StoreUnavailable,
@@ -170,6 +172,11 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     transaction (asyncpg still rolls back one left open), advisory locks are
     transaction-scoped, LISTEN has a connection of its own (`subscribe`), and
     settings come as startup parameters."""
+
+
+def _first(row: asyncpg.Record) -> int:
+    position: int = row[0]
+    return position
 
 
 class _AlreadyStored(Exception):
@@ -404,10 +411,22 @@ class PostgresRecorder(EventRecorder):
         return await _retrying("read_stream", read)
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        async def read() -> list[RecordedEvent]:
+        return list(starmap(RecordedEvent.stored, await self._read_rows(after, limit)))
+
+    async def read_all_pages(self, after: int = 0, page: int = 10_000) -> AsyncGenerator[Sequence[RecordedEvent], None]:
+        # Prefetches rows, not events: the next page's query is out before this page's
+        # events are built, so the server reads while the client builds.
+        async with contextlib.aclosing(prefetched(lambda position: self._read_rows(position, page), after, page,
+                                                  _first)) as pages:
+            async for rows in pages:
+                yield list(starmap(RecordedEvent.stored, rows))
+
+    async def _read_rows(self, after: int, limit: int) -> list[asyncpg.Record]:
+        async def read() -> list[asyncpg.Record]:
             async with self._pool.acquire() as conn:
-                rows = await conn.fetch(_SELECT + "WHERE position > $1 ORDER BY position LIMIT $2", after, limit)
-            return list(starmap(RecordedEvent.stored, rows))
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    _SELECT + "WHERE position > $1 ORDER BY position LIMIT $2", after, limit)
+            return rows
 
         return await _retrying("read_all", read)
 
