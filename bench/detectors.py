@@ -1,6 +1,6 @@
 """Detectors: accuracy and speed of Vigil's decision layer (``detectors/``). Prints, asserting nothing:
 
-  1. Beat classifier (``detectors/models/beats-v1*.onnx``) on the MIT-BIH DS2 records
+  1. Beat classifier (``detectors/models/beats-v2*.onnx``) on the MIT-BIH DS2 records
      present in the data folder (de Chazal 2004's test set; the model never saw them),
      through the worker's chain: `EcgAnalyzer` + `BeatFeatureStream`, lead MLII, 1-second
      chunks. Se / +P for V and S (and N, F), accuracy, per record and gross, fp32 against
@@ -69,6 +69,8 @@ def beat_accuracy(data: list[RecordData], models: dict[str, BeatClassifier]) -> 
     for name, clf in models.items():
         print(f"   {name}: {clf.path.name}, {clf.path.stat().st_size:,} bytes, version {clf.model_version}, "
               f"sha256 {clf.model_sha256}")
+        print(f"      class bias {clf.metadata.get('class_bias', '?')}; S gate: {clf.metadata.get('s_gate', 'none')}")
+        print(f"      DS1 6-fold CV by record (from the file): {clf.metadata.get('ds1_cv', '?')}")
     head = "  ".join(f"{k + ' Se':>6} {k + ' +P':>6}" for k in ("V", "S", "N", "F")) + f"  {'acc':>7}"
     print(f"{'record':<8} {'model':<5} {'beats':>6}  {head}")
     totals = {name: Confusion.empty() for name in models}

@@ -1,8 +1,9 @@
 """AAMI beat classes (N, S, V, F, Q) for feature rows, with an ONNX model run by onnxruntime.
 
-The model file is the whole decision: standardisation, the network and the class
-bias are inside the graph (``detectors/training/mlp.py`` builds it), so the version
-and SHA-256 of that one file identify exactly what labelled a beat. Every result an
+The model file is the whole decision: standardisation, the network, the class bias
+and the S gate (no S where the recent P waves do not match the template) are inside
+the graph (``detectors/training/mlp.py`` builds it), so the version and SHA-256 of
+that one file identify exactly what labelled a beat. Every result an
 event is built from carries them (`ModelProvenance`), so an auditor replaying the log
 can tell which model raised what, and check the file still hashes the same.
 
@@ -38,7 +39,7 @@ __all__ = ["AAMI_CLASSES", "MODEL_DIR", "BeatModelError", "ModelProvenance", "Be
 
 AAMI_CLASSES = ("N", "S", "V", "F", "Q")
 MODEL_DIR = Path(__file__).resolve().parent / "models"
-MODEL_NAME = "beats-v1"
+MODEL_NAME = "beats-v2"
 Variant = Literal["fp32", "int8"]
 
 
@@ -50,7 +51,7 @@ class BeatModelError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ModelProvenance:
     version: str
-    """``beats-v1`` or ``beats-v1.int8``: the model and its numeric variant."""
+    """``beats-v2`` or ``beats-v2.int8``: the model and its numeric variant."""
     sha256: str
     """Hex digest of the ONNX file the session was built from."""
 
@@ -85,6 +86,8 @@ class BeatClassifier:
         except Exception as e:  # onnxruntime raises its own untyped errors for a bad file
             raise BeatModelError(f"{self.path} is not a loadable ONNX model: {e}") from e
         meta = self._session.get_modelmeta().custom_metadata_map
+        self.metadata: dict[str, str] = dict(meta)
+        """The model's own description (training data, configuration, class bias, S gate, DS1 figures)."""
         self.model_version = meta.get("model_version", "")
         if meta.get("feature_set") != FEATURE_SET or meta.get("n_features") != str(len(FEATURE_NAMES)):
             raise BeatModelError(f"{self.path} was built for features {meta.get('feature_set')!r} "

@@ -15,7 +15,9 @@ The exported graph does everything after feature extraction: robust standardisat
 (median, interquartile range) and clipping to +-10, the members side by side (one
 wide MatMul, then a block-diagonal one), softmax per member, the mean, then
 ``argmax(log p + class_bias)`` -> label. ``class_bias`` shifts the decision between
-classes; `detectors.training.train_beats` tunes it by cross-validation on DS1.
+classes; an optional `ClassGate` then rules one class out for rows whose given feature
+is below a threshold (a two-stage decision: the network proposes, the rhythm context
+vetoes). `detectors.training.train_beats` tunes both by cross-validation on DS1.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["MlpConfig", "Member", "Ensemble", "train_ensemble", "to_onnx"]
+__all__ = ["MlpConfig", "Member", "ClassGate", "Ensemble", "train_ensemble", "to_onnx"]
 
 Array = npt.NDArray[np.float64]
 _CLIP = 10.0
@@ -44,6 +46,9 @@ class MlpConfig:
     class_power: float = 0.5
     members: int = 5
     seed: int = 20260901
+    record_share: float = 1.0
+    """Share of the training records each member sees (drawn per member, without
+    replacement); below 1, members disagree where patients differ (bagging by patient)."""
 
 
 @dataclass(frozen=True)
@@ -54,12 +59,31 @@ class Member:
     b2: Array
 
 
+@dataclass(frozen=True)
+class ClassGate:
+    """Class ``cls`` is never the label of a row whose feature ``feature`` is below ``below``."""
+
+    cls: int
+    feature: int
+    below: float
+
+    def blocked(self, x: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Rows of ``x`` (raw features) for which the class is ruled out; compares in float32, as the graph."""
+        column = np.asarray(x, dtype=np.float32)[:, self.feature]
+        out: npt.NDArray[np.bool_] = column < np.float32(self.below)
+        return out
+
+
+_VETO = 1e4  # subtracted from a gated class's score: far beyond any log-probability
+
+
 @dataclass
 class Ensemble:
     centre: Array
     scale: Array
     members: list[Member]
     class_bias: Array = field(default_factory=lambda: np.zeros(0))
+    gate: ClassGate | None = None
 
     def standardise(self, x: npt.ArrayLike) -> Array:
         z: Array = np.clip((np.asarray(x, dtype=np.float64) - self.centre) / self.scale, -_CLIP, _CLIP)
@@ -73,6 +97,19 @@ class Ensemble:
             total += _softmax(np.maximum(z @ m.w1 + m.b1, 0.0) @ m.w2 + m.b2)
         out: Array = total / len(self.members)
         return out
+
+    def decide(self, probabilities: Array, x: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The graph's label, in numpy: ``argmax(log p + class_bias)``, gate applied."""
+        return decide(probabilities, x, self.class_bias, self.gate)
+
+
+def decide(probabilities: Array, x: npt.ArrayLike, class_bias: Array, gate: ClassGate | None) -> npt.NDArray[np.int64]:
+    """``argmax(log p + class_bias)`` with ``gate``'s class ruled out where it applies."""
+    score = np.log(probabilities + 1e-12) + class_bias
+    if gate is not None:
+        score[gate.blocked(x), gate.cls] -= _VETO
+    out: npt.NDArray[np.int64] = np.argmax(score, axis=1)
+    return out
 
 
 def _softmax(z: Array) -> Array:
@@ -114,10 +151,17 @@ def _train_member(z: Array, y: npt.NDArray[np.int64], weights: Array, n_classes:
     return Member(*params)
 
 
-def train_ensemble(x: npt.ArrayLike, y: npt.ArrayLike, n_classes: int, cfg: MlpConfig) -> Ensemble:
-    """Fit the standardisation and ``cfg.members`` networks on rows ``x`` with class indices ``y``."""
+def train_ensemble(x: npt.ArrayLike, y: npt.ArrayLike, n_classes: int, cfg: MlpConfig,
+                   groups: npt.ArrayLike | None = None) -> Ensemble:
+    """Fit the standardisation and ``cfg.members`` networks on rows ``x`` with class indices ``y``.
+
+    ``groups`` (one record id per row) is needed when ``cfg.record_share`` < 1: each
+    member then trains on the rows of its own random share of the records.
+    """
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.int64)
+    if cfg.record_share < 1.0 and groups is None:
+        raise ValueError("record_share < 1 needs the record of each row (groups)")
     centre = np.median(xa, axis=0)
     iqr = np.percentile(xa, 75, axis=0) - np.percentile(xa, 25, axis=0)
     scale = np.where(iqr > 1e-6, iqr, xa.std(axis=0) + 1e-6)
@@ -127,7 +171,14 @@ def train_ensemble(x: npt.ArrayLike, y: npt.ArrayLike, n_classes: int, cfg: MlpC
     weights = (counts.sum() / np.maximum(counts, 1.0)) ** cfg.class_power
     weights /= weights[int(np.argmax(counts))]
     rng = np.random.default_rng(cfg.seed)
-    ens.members = [_train_member(z, ya, weights, n_classes, cfg, rng) for _ in range(cfg.members)]
+    ids = np.unique(np.asarray(groups)) if groups is not None else np.zeros(0)
+    for _ in range(cfg.members):
+        if cfg.record_share < 1.0:
+            picked = rng.choice(ids, size=max(1, round(cfg.record_share * ids.shape[0])), replace=False)
+            rows = np.flatnonzero(np.isin(np.asarray(groups), picked))
+            ens.members.append(_train_member(z[rows], ya[rows], weights, n_classes, cfg, rng))
+        else:
+            ens.members.append(_train_member(z, ya, weights, n_classes, cfg, rng))
     return ens
 
 
@@ -168,8 +219,22 @@ def to_onnx(ens: Ensemble, *, n_features: int, metadata: dict[str, str], doc: st
         helper.make_node("Add", ["probabilities", "eps"], ["p_safe"]),
         helper.make_node("Log", ["p_safe"], ["log_p"]),
         helper.make_node("Add", ["log_p", "class_bias"], ["score"]),
-        helper.make_node("ArgMax", ["score"], ["label"], axis=1, keepdims=0),
     ]
+    if ens.gate is None:
+        nodes.append(helper.make_node("ArgMax", ["score"], ["label"], axis=1, keepdims=0))
+    else:
+        veto = np.zeros(n_classes)
+        veto[ens.gate.cls] = -_VETO
+        inits += [_const("gate_feature", [ens.gate.feature], np.int64), _const("gate_below", ens.gate.below),
+                  _const("gate_veto", veto[None, :])]
+        nodes += [
+            helper.make_node("Gather", ["features", "gate_feature"], ["gate_column"], axis=1),
+            helper.make_node("Less", ["gate_column", "gate_below"], ["gate_on"]),
+            helper.make_node("Cast", ["gate_on"], ["gate_mask"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["gate_mask", "gate_veto"], ["gate_penalty"]),
+            helper.make_node("Add", ["score", "gate_penalty"], ["gated_score"]),
+            helper.make_node("ArgMax", ["gated_score"], ["label"], axis=1, keepdims=0),
+        ]
     graph = helper.make_graph(
         nodes, "beat_classifier",
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", n_features])],

@@ -47,7 +47,7 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
                      bias: npt.NDArray[np.float64], cv: Confusion,
                      ds2: Mapping[str, tuple[ModelProvenance, Confusion]], per_record: Mapping[str, Confusion],
                      train_counts: npt.NDArray[np.int64], sizes: Mapping[str, int], s_irregular_max: float,
-                     ds2_looks: str) -> Path:
+                     ds2_looks: str, gate_note: str, development: Sequence[str], previous: str) -> Path:
     fp32, fp32_c = ds2["fp32"]
     int8, int8_c = ds2["int8"]
     counts = ", ".join(f"{k} {int(n)}" for k, n in zip(AAMI_CLASSES, train_counts, strict=True))
@@ -64,9 +64,11 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
         f"| `{MODEL_NAME}.int8.onnx` | {int8.version} | {sizes['int8']} | `{int8.sha256}` |",
         "",
         f"An ensemble of {config.members} one-hidden-layer perceptrons ({len(FEATURE_NAMES)} inputs, "
-        f"{config.hidden} ReLU units, 5 softmax outputs), probabilities averaged; input standardisation "
-        "(median, interquartile range, clipped to +-10) and the decision `argmax(log p + class_bias)` are in "
-        "the graph, so the file alone decides. The int8 file is the same model with its MatMul weights "
+        f"{config.hidden} ReLU units, 5 softmax outputs), each trained on a random "
+        f"{round(100 * config.record_share)} % of the training records, probabilities averaged; input standardisation "
+        "(median, interquartile range, clipped to +-10), the decision `argmax(log p + class_bias)` and the "
+        "S gate below are in the graph, so the file alone decides (`probabilities` are the ensemble's, "
+        "before the bias and the gate). The int8 file is the same model with its MatMul weights "
         "quantised dynamically to int8 (`onnxruntime.quantization.quantize_dynamic`). Outputs: `label` "
         "(index into N S V F Q) and `probabilities`. Inference needs only numpy and onnxruntime "
         "(`detectors.beat_classifier.BeatClassifier`); events record `model_version` and `model_sha256`.",
@@ -100,10 +102,16 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
         "that they carry the rhythm and the shape, not the patient: RR before and after the beat over "
         "the median of the last 16 and 256 RR, their ratio, the pre-RR over the previous RR, the "
         "irregularity of the last 16 and 64 RR and their share of premature intervals, prematurity as a "
-        "z-score against the recent RR spread; and, against a template (sample-wise median of the last 16 "
+        "z-score against the recent RR spread; against a template (sample-wise median of the last 16 "
         "on-time beats, after aligning the beat to it within +-60 ms), the template's P-wave amplitude, "
         "correlations and RMS differences over the P, QRS and T regions, amplitude, area, slope and "
-        "QRS-width ratios. No raw waveform samples: on DS1 cross-validation they cost S +P.",
+        "QRS-width ratios; and the rhythm context of the patient's recent on-time beats (no labels used): "
+        "the median P-region correlation with the template over the last 16 and 64 beats (high in sinus "
+        "rhythm, low in atrial fibrillation, whose f waves are not locked to the QRS), the median P-region "
+        "RMS difference and QRS correlation over the last 16 (the patient's own noise level), and the "
+        "median RR change between consecutive on-time beats over the last 32 pairs (irregularity that "
+        "isolated premature beats do not inflate). No raw waveform samples: on DS1 cross-validation they "
+        "cost S +P.",
         "",
         "`" + "`, `".join(FEATURE_NAMES) + "`",
         "",
@@ -119,6 +127,12 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
         "then maximises accuracy without lowering that sum. "
         f"Class bias: {dict(zip(AAMI_CLASSES, (round(float(b), 3) for b in bias), strict=True))}.",
         "",
+        gate_note,
+        "",
+        "### How this model was chosen (DS1 cross-validation only)",
+        "",
+        *development,
+        "",
         "## Metrics",
         "",
         "Strict, over the whole chain: a reference beat the detector missed is a false negative of its "
@@ -132,10 +146,12 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
         "Targets asked for on DS2: V Se >= 90 and +P >= 90; S Se >= 70 and +P >= 50 (de Chazal 2004 "
         "reached S Se 75.9, +P 38.5 on the full DS2).",
         "",
-        "Against those targets, DS2 fp32: " + "; ".join(
-            f"{k} Se {_pct(fp32_c.sensitivity(k))} ({'met' if fp32_c.sensitivity(k) >= se else 'NOT met'}), "
-            f"+P {_pct(fp32_c.predictivity(k))} ({'met' if fp32_c.predictivity(k) >= pp else 'NOT met'})"
+        "Against those targets, DS2 fp32 (two decimals, so that the verdict matches the figure): " + "; ".join(
+            f"{k} Se {100 * fp32_c.sensitivity(k):.2f} ({'met' if fp32_c.sensitivity(k) >= se else 'NOT met'}), "
+            f"+P {100 * fp32_c.predictivity(k):.2f} ({'met' if fp32_c.predictivity(k) >= pp else 'NOT met'})"
             for k, (se, pp) in (("V", (0.90, 0.90)), ("S", (0.70, 0.50)))) + ".",
+        "",
+        previous,
         "",
         f"Use of DS2: {ds2_looks}",
         "",
@@ -165,7 +181,10 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
         "- F (fusion) is learnt from a few hundred beats, most from one record (208): treat F labels as "
         "unreliable. Q has almost no annotated examples; it mostly marks artefact detections.",
         "- S in atrial fibrillation or flutter, and S runs (SVT), are the hardest cases: RR prematurity, "
-        "the main S cue, means little when the rhythm is irregular.",
+        "the main S cue, means little when the rhythm is irregular. Where the S gate applies (recent P "
+        "waves unlike the template's), no beat is called S at all: aberrated supraventricular beats in "
+        "atrial fibrillation come out N, V or F, and a patient whose template lost its P wave for another "
+        "reason (noise, a low-amplitude P, a wandering baseline) loses S detection while it lasts.",
         "- Beats in windows the chain's signal-quality index flags are classified all the same; the "
         "alarm logic should discount them (`Beat.usable`).",
         "- Not a medical device; no clinical validation.",

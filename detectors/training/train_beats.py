@@ -1,17 +1,18 @@
-"""Train the AAMI beat classifier on MIT-BIH DS1 and write ``detectors/models/beats-v1*``.
+"""Train the AAMI beat classifier on MIT-BIH DS1 and write ``detectors/models/beats-v2*``.
 
     python -m detectors.training.train_beats [--out detectors/models]
 
 Protocol (inter-patient, de Chazal et al. 2004): every choice is made on DS1 only.
 The 22 DS1 records go through the worker's streaming chain (`EcgAnalyzer` ->
-`BeatFeatureStream`, 1-second chunks, the MLII lead); the class bias is tuned on the
+`BeatFeatureStream`, 1-second chunks, the MLII lead); the S gate (S ruled out where
+the recent P waves do not match the template) and the class bias are tuned on the
 out-of-fold probabilities of a 6-fold cross-validation *by record* (no patient is in
 both the training and the scored part of a fold); the final ensemble is then trained
 on all of DS1. The DS2 records present are scored once, at the end, with the exported
 ONNX files through `BeatClassifier`: they are a test set and nothing is fitted to them.
 
 Reproducible: fixed seeds, one BLAS thread, a fixed fold assignment; two runs write
-the same bytes. About two to three minutes on one core, most of it in the chain.
+the same bytes. About five minutes on one core.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from detectors.beat_features import FEATURE_NAMES, FEATURE_SET  # noqa: E402
 from detectors.training.mitdb import (  # noqa: E402
     DS1, DS2_PRESENT, UNSCORED, Confusion, RecordData, data_dir, record_data, score, training_targets,
 )
-from detectors.training.mlp import Ensemble, MlpConfig, to_onnx, train_ensemble  # noqa: E402
+from detectors.training.mlp import ClassGate, Ensemble, MlpConfig, decide, to_onnx, train_ensemble  # noqa: E402
 from detectors.training.model_card import write_model_card  # noqa: E402
 
-__all__ = ["CONFIG", "FOLDS", "S_IRREGULAR_MAX", "TARGETS", "cross_validate", "tune_bias", "main"]
+__all__ = ["CONFIG", "FOLDS", "GATE_FEATURE", "GATE_GRID", "S_IRREGULAR_MAX", "TARGETS", "cross_validate",
+           "s_precision_at", "tune_bias", "tune_gate", "main"]
 
-CONFIG = MlpConfig(members=12, class_power=0.75)
+CONFIG = MlpConfig(members=24, class_power=0.75, record_share=0.75)
 FOLDS = (("209", "101", "115", "230"), ("201", "106", "112", "122"), ("207", "108", "116"),
          ("118", "119", "124", "205"), ("220", "203", "208"), ("223", "109", "114", "215"))
 """DS1 split by record, spreading the records rich in S (209 201 207 118 220 223) and
@@ -52,16 +54,76 @@ V (208 203 119 106 223) over different folds."""
 TARGETS = {"S": (0.70, 0.50), "V": (0.90, 0.90)}
 """(Se, +P) the issue asks for on DS2; the bias search balances the two classes against them."""
 _BIAS_GRID = np.arange(-2.0, 2.01, 0.25)
+GATE_FEATURE = "p_consistency"
+"""S is ruled out when the recent on-time beats' P waves do not match the template's
+(atrial fibrillation or flutter: prematurity means little there)."""
+GATE_GRID: tuple[float | None, ...] = (None, 0.1, 0.2, 0.3, 0.4, 0.5)
+_GATE_COLUMN = FEATURE_NAMES.index(GATE_FEATURE)
+_MATCHED_SE = (0.60, 0.65, 0.70)
 
 
 DS2_LOOKS = (
-    "nothing is fitted to it, but development runs printed its figures twice before this model. After "
-    "the first, three rhythm/template features were added (`pre_prev`, `premature_share`, "
-    "`template_p`); after the second, signal-quality features were tried and dropped. Every change was "
-    "accepted or rejected on DS1 cross-validation alone, but what to try was informed by DS2 errors: "
-    "treat DS2 as a lightly used test set, not a pristine one."
+    "nothing is fitted to it. Development runs of beats-v1 printed its figures twice, and beats-v1's "
+    "card (DS2 S Se 54.7, +P 10.1, most false S in the atrial fibrillation records 202 and 210) was "
+    "read before beats-v2 was designed, so the choice to work on S in atrial fibrillation was informed "
+    "by DS2 errors as well as by DS1 ones. Every beats-v2 choice (features, ensemble, S gate, class "
+    "bias) was made on DS1 cross-validation alone, and DS2 was scored only by the run that wrote these "
+    "files (run twice: the second run, made only to correct this card's wording, wrote byte-identical "
+    "models and the same figures). Nothing was changed after the DS2 figures were seen: treat DS2 as a "
+    "lightly used test set, not a pristine one."
 )
 """What the model card says about how the test set was used: honesty about peeking."""
+DEVELOPMENT = (
+    "Every idea was scored on the DS1 6-fold cross-validation by record, nothing else. Two figures per "
+    "run: S Se / +P after the bias search (the search's objective saturates once both targets are met, "
+    "so these move with the grid), and the mean S +P at S Se 60, 65 and 70 % (S threshold moved to "
+    "match each; comparable between runs), without and with the S gate `p_consistency` < 0.4. The "
+    "out-of-fold S figures move by up to 5 points (10 for a 24-member ensemble on half the records) "
+    "with the training seed alone (most S beats are in 5 records, most false S in 2 atrial "
+    "fibrillation records), so the seed was varied (A: 20260901, the one used here; B: 7), and only "
+    "changes that held across seeds were kept. The gate figures of beats-v1 put v1's network behind the "
+    "gate of this model (its `p_consistency` computed beside it).",
+    "",
+    "| run | S Se / +P | mean S +P at Se 60-70, no gate / gate | kept |",
+    "|---|---|---|---|",
+    "| beats-v1 (33 features, 12 members), seeds A / B | 67.7 / 48.9, 66.9 / 46.4 | 51.4 / 63.3, 47.6 / 60.4 | baseline |",
+    "| + every feature minus its causal median over the patient's last 64 beats (adaptive normalisation) "
+    "| 60.2 / 46.3 | 35.8 / 43.8 | no |",
+    "| + RR extras: pre-RR over the mean of the last 3 RR, rank of the prematurity among the last 128 "
+    "beats, share of large RR changes over 32, post-RR over the last 3 | 68.0 / 47.9 | 53.4 / 64.0 | no (within noise) |",
+    "| gradient-boosted trees (scikit-learn HistGradientBoosting, 200 trees) on the v1 features "
+    "| 53.1 / 40.7 | - | no |",
+    "| + P-wave consistency (median P-region correlation of the last 16 on-time beats), P-region noise, "
+    "on-time RR irregularity; seeds A / B | 69.6 / 53.6, 68.0 / 53.6 | 60.1 / 67.0, 56.9 / 64.8 | yes |",
+    "| same, 64 hidden units / class_power 0.5 / class_power 1.0 | 69.1 / 52.2, 67.9 / 51.5, 70.8 / 50.2 "
+    "(V 83.1 / 80.3) | 57.3, 54.8, 64.0 | no (V lost with 1.0) |",
+    "| + P consistency over 64 beats, QRS consistency; seeds A / B | 70.2 / 53.5, 68.0 / 48.7 "
+    "| 63.6 / 70.5, 53.3 / 60.6 | yes (`vigil-beat-features-2`) |",
+    "| + P-wave lag search (+-40 ms): best correlation, lag, amplitude ratio | 69.9 / 52.2 | 63.2 / 69.4 | no |",
+    "| rule: no S unless pre-RR < 0.9-1.0 of the local median | bias search: S 53-64 / 42-49 | - | no: 28 % "
+    "of S beats (runs) are not premature against the local median |",
+    "| features 2 as streamed, 12 members; seeds A / B | 69.9 / 53.6, 68.2 / 53.0 | 62.1 / 69.3, 57.5 / 64.3 | - |",
+    "| 24 members, each on 75 % of the records; seeds A / B | 70.6 / 52.4, 70.4 / 54.6 | 64.1 / 69.7, 61.6 / 68.2 "
+    "| **chosen** |",
+    "| 24 members on 50 % / 35 % of the records | 71.3 / 52.4, 69.3 / 48.9 (seeds A / B) / 68.9 / 50.2 "
+    "| 73.2 / 77.6, 55.8 / 65.3 / 54.5 / 62.2 | no (seed-dependent) |",
+    "| 48 members on 75 % / 100 % of the records | 69.6 / 52.0 / 70.6 / 49.3 | 60.6 / 67.2 / 58.3 / 64.9 | no |",
+    "| further vetoes with the gate: P consistency over 64 beats < 0.4, on-time irregularity > 0.1 or 0.15, "
+    "pre-RR > 1.05 of the local median | - | -1.5 to +0.5 against the gate alone | no |",
+    "",
+    "The S gate on `p_consistency` raised the matched-sensitivity S +P by 4 to 12 points in every run "
+    "above (its threshold is chosen by the training run itself, as described above this section). The "
+    "chosen run is the one this script repeats (seed A); its figures after the gate and the bias search "
+    "are in the Metrics table.",
+)
+"""What the model card says was tried, and how the model was chosen (figures from the
+development runs, all on DS1 cross-validation)."""
+PREVIOUS = (
+    "For comparison, the previous model (beats-v1, feature set 1, no S gate) on the same 11 DS2 records, "
+    "fp32: S Se 54.7, +P 10.1; V Se 90.1, +P 93.4; accuracy 94.52 (DS1 CV: S 67.7 / 48.9, V 84.9 / 83.7). "
+    "The gain beats-v2 shows on DS1 cross-validation did not carry over to these DS2 records for S."
+)
+"""The model this one replaces, on the same test records (from its own card)."""
 _IRREGULAR = FEATURE_NAMES.index("irregularity")
 S_IRREGULAR_MAX = 0.1
 """S beats whose recent rhythm is this irregular (median successive RR difference over
@@ -72,12 +134,14 @@ more +P than the Se they bring (DS1 cross-validation: S Se 52 -> 60, +P 38 -> 46
 They are still scored."""
 
 
-def _xy(data: list[RecordData]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+def _xy(data: list[RecordData]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.str_]]:
+    """Training rows, their classes and the record each comes from."""
     x = np.concatenate([d.rows.features for d in data])
     labels = np.concatenate([d.labels for d in data])
+    groups = np.concatenate([np.full(len(d.rows), d.name) for d in data])
     s = AAMI_CLASSES.index("S")
     keep = (labels != UNSCORED) & ~((labels == s) & (x[:, _IRREGULAR] > S_IRREGULAR_MAX))
-    return x[keep], training_targets(labels[keep])
+    return x[keep], training_targets(labels[keep]), groups[keep]
 
 
 def cross_validate(data: dict[str, RecordData], cfg: MlpConfig) -> dict[str, npt.NDArray[np.float64]]:
@@ -85,8 +149,8 @@ def cross_validate(data: dict[str, RecordData], cfg: MlpConfig) -> dict[str, npt
     assert sorted(r for f in FOLDS for r in f) == sorted(DS1), "FOLDS must cover DS1 exactly once"
     oof: dict[str, npt.NDArray[np.float64]] = {}
     for fold in FOLDS:
-        x, y = _xy([data[r] for r in DS1 if r not in fold])
-        ens = train_ensemble(x, y, len(AAMI_CLASSES), cfg)
+        x, y, groups = _xy([data[r] for r in DS1 if r not in fold])
+        ens = train_ensemble(x, y, len(AAMI_CLASSES), cfg, groups)
         for r in fold:
             oof[r] = ens.probabilities(data[r].rows.features)
     return oof
@@ -98,41 +162,93 @@ def _objective(c: Confusion) -> float:
     return sum(min(c.sensitivity(k) / se, c.predictivity(k) / pp, 1.0) for k, (se, pp) in TARGETS.items())
 
 
-def _oof_confusion(data: dict[str, RecordData], logs: dict[str, npt.NDArray[np.float64]],
-                   bias: npt.NDArray[np.float64]) -> Confusion:
+def _oof_confusion(data: dict[str, RecordData], oof: dict[str, npt.NDArray[np.float64]],
+                   bias: npt.NDArray[np.float64], gate: ClassGate | None) -> Confusion:
     c = Confusion.empty()
     for r in DS1:
-        c.add(data[r].labels, np.argmax(logs[r] + bias, axis=1), data[r].missed)
+        c.add(data[r].labels, decide(oof[r], data[r].rows.features, bias, gate), data[r].missed)
     return c
 
 
-def tune_bias(data: dict[str, RecordData], oof: dict[str, npt.NDArray[np.float64]]
+def s_precision_at(data: dict[str, RecordData], oof: dict[str, npt.NDArray[np.float64]],
+                   gate: ClassGate | None, sensitivity: float) -> float:
+    """S +P on the out-of-fold predictions when the S decision threshold is set so that
+    S Se is ``sensitivity``: a comparison at matched sensitivity, which the bias search
+    (whose objective saturates once both targets are met) does not give."""
+    s = AAMI_CLASSES.index("S")
+    true: list[npt.NDArray[np.float64]] = []
+    false: list[npt.NDArray[np.float64]] = []
+    n_s = 0
+    for r in DS1:
+        logs = np.log(oof[r] + 1e-12)
+        margin = logs[:, s] - np.delete(logs, s, axis=1).max(axis=1)
+        if gate is not None:
+            margin[gate.blocked(data[r].rows.features)] = -np.inf
+        labels = data[r].labels
+        true.append(margin[labels == s])
+        false.append(margin[(labels != s) & (labels != UNSCORED)])
+        n_s += int((labels == s).sum() + (data[r].missed == s).sum())
+    hits = np.sort(np.concatenate(true))[::-1]
+    k = int(np.ceil(sensitivity * n_s))
+    if k == 0 or k > hits.shape[0] or not np.isfinite(hits[k - 1]):
+        return 0.0
+    return k / (k + int((np.concatenate(false) >= hits[k - 1]).sum()))
+
+
+def tune_gate(data: dict[str, RecordData], oof: dict[str, npt.NDArray[np.float64]]
+              ) -> tuple[ClassGate | None, dict[float | None, float]]:
+    """The `GATE_FEATURE` threshold under which S is ruled out, from `GATE_GRID` (None: no
+    gate), maximising the mean S +P at S Se 60, 65 and 70 % on the out-of-fold predictions
+    (ties: no gate, then the lowest threshold); and that mean for every threshold tried."""
+    best: ClassGate | None = None
+    best_key = -1.0
+    keys: dict[float | None, float] = {}
+    for below in GATE_GRID:
+        gate = None if below is None else ClassGate(AAMI_CLASSES.index("S"), _GATE_COLUMN, below)
+        key = keys[below] = round(float(np.mean([s_precision_at(data, oof, gate, se) for se in _MATCHED_SE])), 6)
+        if key > best_key:
+            best, best_key = gate, key
+    return best, keys
+
+
+def tune_bias(data: dict[str, RecordData], oof: dict[str, npt.NDArray[np.float64]], gate: ClassGate | None
               ) -> tuple[npt.NDArray[np.float64], Confusion]:
-    """Log-probability offsets chosen on the DS1 out-of-fold predictions, and the confusion
-    they give: first S and V together, maximising `_objective` (ties: the smallest offsets);
-    then F, maximising accuracy without lowering that objective. F is learnt from a few
-    hundred beats, mostly of one record, and most of its out-of-fold calls are wrong."""
+    """Log-probability offsets chosen on the DS1 out-of-fold predictions (with ``gate``), and
+    the confusion they give: first S and V together, maximising `_objective` (ties: the
+    smallest offsets); then F, maximising accuracy without lowering that objective. F is
+    learnt from a few hundred beats, mostly of one record, and most of its out-of-fold
+    calls are wrong."""
     s, v, f = (AAMI_CLASSES.index(k) for k in "SVF")
-    logs = {r: np.log(p + 1e-12) for r, p in oof.items()}
     best, best_key = np.zeros(len(AAMI_CLASSES)), (-1.0, 0.0)
     for bs in _BIAS_GRID:
         for bv in _BIAS_GRID:
             bias = np.zeros(len(AAMI_CLASSES))
             bias[s], bias[v] = bs, bv
-            key = (round(_objective(_oof_confusion(data, logs, bias)), 6), -(abs(bs) + abs(bv)))
+            key = (round(_objective(_oof_confusion(data, oof, bias, gate)), 6), -(abs(bs) + abs(bv)))
             if key > best_key:
                 best, best_key = bias, key
     goal = best_key[0]
-    best_acc = (_oof_confusion(data, logs, best).accuracy(), 0.0)
+    best_acc = (_oof_confusion(data, oof, best, gate).accuracy(), 0.0)
     chosen = best
     for bf in _BIAS_GRID:
         bias = best.copy()
         bias[f] = bf
-        c = _oof_confusion(data, logs, bias)
+        c = _oof_confusion(data, oof, bias, gate)
         key = (round(c.accuracy(), 6), -abs(bf))
         if round(_objective(c), 6) >= goal and key > best_acc:
             chosen, best_acc = bias, key
-    return chosen, _oof_confusion(data, logs, chosen)
+    return chosen, _oof_confusion(data, oof, chosen, gate)
+
+
+def _gate_note(gate: ClassGate | None, keys: dict[float | None, float]) -> str:
+    tried = ", ".join(f"{'no gate' if k is None else f'< {k:g}'} {100 * v:.1f}" for k, v in keys.items())
+    chosen = "no gate" if gate is None else f"S is ruled out where `{GATE_FEATURE}` < {gate.below:g}"
+    return ("Two-stage S decision: the network proposes, the rhythm context vetoes. Where the recent on-time "
+            f"beats' P waves do not match the template (`{GATE_FEATURE}` below a threshold: atrial "
+            "fibrillation or flutter, where prematurity means little), S may be ruled out. The threshold "
+            "was chosen before the class bias, on the same out-of-fold predictions, as the one with the "
+            f"highest mean S +P at S Se {', '.join(f'{100 * v:.0f}' for v in _MATCHED_SE)} % (the S "
+            f"threshold moved to match each sensitivity); tried: {tried} %. Chosen: {chosen}.")
 
 
 def _labels(clf: BeatClassifier) -> Callable[[npt.NDArray[np.float32]], npt.NDArray[np.int64]]:
@@ -145,7 +261,7 @@ def figures(c: Confusion) -> str:
 
 
 def export(ens: Ensemble, out: Path, cv: Confusion) -> tuple[Path, Path]:
-    """Write ``beats-v1.onnx`` and its int8 twin (dynamic quantisation of the MatMul weights)."""
+    """Write ``beats-v2.onnx`` and its int8 twin (dynamic quantisation of the MatMul weights)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
     out.mkdir(parents=True, exist_ok=True)
@@ -153,9 +269,10 @@ def export(ens: Ensemble, out: Path, cv: Confusion) -> tuple[Path, Path]:
         "model_version": MODEL_NAME, "feature_set": FEATURE_SET, "n_features": str(len(FEATURE_NAMES)),
         "classes": ",".join(AAMI_CLASSES), "trained_on": "MIT-BIH Arrhythmia DS1 (de Chazal 2004), MLII",
         "config": repr(asdict(CONFIG)), "class_bias": ",".join(f"{b:g}" for b in ens.class_bias),
+        "s_gate": "none" if ens.gate is None else f"S ruled out where {GATE_FEATURE} < {ens.gate.below:g}",
         "ds1_cv": figures(cv),
     }
-    doc = "Vigil AAMI beat classifier (N S V F Q); see beats-v1.md"
+    doc = f"Vigil AAMI beat classifier (N S V F Q); see {MODEL_NAME}.md"
     fp32 = out / f"{MODEL_NAME}.onnx"
     fp32.write_bytes(to_onnx(ens, n_features=len(FEATURE_NAMES), metadata=meta, doc=doc).SerializeToString())
     int8 = out / f"{MODEL_NAME}.int8.onnx"
@@ -180,13 +297,18 @@ def main(argv: list[str] | None = None) -> int:
           f"in {time.perf_counter() - t0:.0f} s", flush=True)
 
     oof = cross_validate(data, CONFIG)
-    bias, cv = tune_bias(data, oof)
+    gate, gate_keys = tune_gate(data, oof)
+    print(f"S gate on {GATE_FEATURE} (mean S +P at S Se {', '.join(f'{100 * v:.0f}' for v in _MATCHED_SE)} %, "
+          f"DS1 CV): " + ", ".join(f"{'none' if k is None else f'< {k}'}: {100 * v:.1f}" for k, v in gate_keys.items())
+          + f" -> {'none' if gate is None else f'< {gate.below}'}")
+    bias, cv = tune_bias(data, oof, gate)
     print(f"class bias (tuned on DS1 CV): {dict(zip(AAMI_CLASSES, bias.tolist(), strict=True))}")
     print(f"DS1 6-fold CV by record: {figures(cv)}\n{cv.table()}\n", flush=True)
 
-    x, y = _xy([data[r] for r in DS1])
-    ens = train_ensemble(x, y, len(AAMI_CLASSES), CONFIG)
+    x, y, groups = _xy([data[r] for r in DS1])
+    ens = train_ensemble(x, y, len(AAMI_CLASSES), CONFIG, groups)
     ens.class_bias = bias
+    ens.gate = gate
     fp32, int8 = export(ens, args.out, cv)
 
     results: dict[str, tuple[BeatClassifier, Confusion]] = {}
@@ -202,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
                             per_record={r: score([data[r]], _labels(results["fp32"][0])) for r in DS2_PRESENT},
                             train_counts=np.bincount(y, minlength=len(AAMI_CLASSES)),
                             sizes={v: p.stat().st_size for v, p in (("fp32", fp32), ("int8", int8))},
-                            s_irregular_max=S_IRREGULAR_MAX, ds2_looks=DS2_LOOKS)
+                            s_irregular_max=S_IRREGULAR_MAX, ds2_looks=DS2_LOOKS,
+                            gate_note=_gate_note(gate, gate_keys), development=DEVELOPMENT, previous=PREVIOUS)
     digest = hashlib.sha256(card.read_bytes()).hexdigest()[:16]
     print(f"wrote {fp32}, {int8}, {card} (sha256 {digest}...) in {time.perf_counter() - t0:.0f} s")
     return 0

@@ -17,7 +17,8 @@ import pytest
 from detectors.beat_classifier import (
     AAMI_CLASSES, BeatClassifier, BeatModelError, model_path, shared_classifier,
 )
-from detectors.beat_features import FEATURE_NAMES, BeatFeatureStream, beat_features
+from detectors.beat_features import FEATURE_NAMES, FEATURE_SET, BeatFeatureStream, beat_features
+from detectors.training.mlp import ClassGate, Ensemble, Member, MlpConfig, to_onnx, train_ensemble
 from detectors.training.mitdb import Confusion, RecordData, record_data
 from tests.unit.test_qrs import DATA, synthetic_ecg
 from vigil.beats_cli import run
@@ -60,13 +61,13 @@ def test_model_loads_with_version_and_checksum_of_the_file(variant: str) -> None
     path = model_path("int8" if variant == "int8" else "fp32")
     clf = BeatClassifier(path)
     assert clf.model_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert clf.model_version == ("beats-v1.int8" if variant == "int8" else "beats-v1")
+    assert clf.model_version == ("beats-v2.int8" if variant == "int8" else "beats-v2")
     assert clf.provenance.as_metadata() == {"model_version": clf.model_version, "model_sha256": clf.model_sha256}
     assert path.stat().st_size < 5 * 1024 * 1024
 
 
 def test_model_card_records_the_committed_files() -> None:
-    card = (model_path("fp32").parent / "beats-v1.md").read_text()
+    card = (model_path("fp32").parent / "beats-v2.md").read_text()
     for path in (model_path("fp32"), model_path("int8")):
         assert hashlib.sha256(path.read_bytes()).hexdigest() in card
     assert "DS2" in card and "Intended use" in card and "Limits" in card
@@ -115,6 +116,62 @@ def test_deterministic_and_independent_of_batching() -> None:
     np.testing.assert_array_equal(p1, p2)
     one_by_one = np.concatenate([clf.predict(rows[i:i + 1])[0] for i in range(rows.shape[0])])
     np.testing.assert_array_equal(first, one_by_one)
+
+
+def _tiny_ensemble(seed: int, gate: ClassGate | None) -> Ensemble:
+    rng = np.random.default_rng(seed)
+    members = [Member(rng.normal(size=(F, 8)), rng.normal(size=8), rng.normal(size=(8, 5)), rng.normal(size=5))
+               for _ in range(3)]
+    return Ensemble(np.zeros(F), np.ones(F), members, np.array([0.0, 0.5, -0.5, 0.0, 0.0]), gate)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_graph_decides_as_the_numpy_ensemble(gated: bool, tmp_path: Path) -> None:
+    """The exported graph (bias and S gate included) gives the labels training scored."""
+    gate = ClassGate(AAMI_CLASSES.index("S"), FEATURE_NAMES.index("p_consistency"), 0.4) if gated else None
+    ens = _tiny_ensemble(7, gate)
+    meta = {"model_version": "test", "feature_set": FEATURE_SET, "n_features": str(F), "classes": ",".join(AAMI_CLASSES)}
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(to_onnx(ens, n_features=F, metadata=meta, doc="test").SerializeToString())
+    rows = np.random.default_rng(8).normal(0.0, 1.0, (500, F)).astype(np.float32)
+    labels, probabilities = BeatClassifier(path).predict(rows)
+    expected = ens.probabilities(rows)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-4)
+    np.testing.assert_array_equal(labels, ens.decide(expected, rows))
+    if gated:
+        blocked = rows[:, FEATURE_NAMES.index("p_consistency")] < 0.4
+        assert blocked.any() and not np.any(labels[blocked] == AAMI_CLASSES.index("S"))
+        assert np.any(labels[~blocked] == AAMI_CLASSES.index("S"))
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_committed_model_calls_no_s_where_the_p_waves_are_lost(variant: str) -> None:
+    """The committed gate: S is never given where the recent P waves do not match the template."""
+    clf = shared_classifier("int8" if variant == "int8" else "fp32")
+    gate = clf.metadata["s_gate"]
+    if gate == "none":
+        pytest.skip("this model has no S gate")
+    rows = _rows(9, 400)
+    column = FEATURE_NAMES.index("p_consistency")
+    below = float(gate.rsplit("<", 1)[1])
+    rows[::2, column] = below - 0.05
+    rows[::2, FEATURE_NAMES.index("pre_local")] = 0.6  # premature: the network alone may well say S
+    labels, _ = clf.predict(rows)
+    assert not np.any(labels[::2] == AAMI_CLASSES.index("S"))
+
+
+def test_record_bagging_is_seeded_and_needs_the_records() -> None:
+    rng = np.random.default_rng(10)
+    x = rng.normal(size=(600, 4))
+    y = (x[:, 0] > 0).astype(np.int64)
+    groups = np.repeat(np.array(["a", "b", "c", "d"]), 150)
+    cfg = MlpConfig(hidden=4, epochs=2, members=3, record_share=0.5)
+    with pytest.raises(ValueError, match="groups"):
+        train_ensemble(x, y, 2, cfg)
+    first, again = train_ensemble(x, y, 2, cfg, groups), train_ensemble(x, y, 2, cfg, groups)
+    np.testing.assert_array_equal(first.probabilities(x), again.probabilities(x))
+    everything = train_ensemble(x, y, 2, MlpConfig(hidden=4, epochs=2, members=3), groups)
+    assert not np.array_equal(first.probabilities(x), everything.probabilities(x))
 
 
 def test_int8_agrees_with_fp32_on_most_beats(record_200: RecordData) -> None:
@@ -180,6 +237,38 @@ def test_premature_beat_shows_in_the_rhythm_features() -> None:
     assert rows[20, pre] < 0.7 and abs(rows[10, pre] - 1.0) < 0.15
 
 
+def _rhythm_ecg(fs: int, seconds: float, seed: int, *, fibrillation: bool
+                ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Sinus rhythm (P-QRS-T, RR +-3 %), or atrial fibrillation: no P wave, f waves
+    (4-8 Hz, wandering phase) and an RR that varies by +-25 %."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * fs)) / fs
+    x: npt.NDArray[np.float64] = 0.01 * rng.standard_normal(size=(t.shape[0],))
+    if fibrillation:
+        for f in (4.3, 5.7, 7.1):
+            x += 0.05 * np.sin(2 * np.pi * f * t + np.cumsum(rng.normal(0.0, 0.05, t.shape[0])))
+    beats, at = [], 0.5
+    while at < seconds - 0.6:
+        beats.append(at)
+        at += 0.8 * (1 + (0.25 * rng.uniform(-1, 1) if fibrillation else 0.03 * rng.standard_normal()))
+    waves = [(-0.03, -0.1, 0.008), (0.0, 1.2, 0.01), (0.03, -0.2, 0.008), (0.25, 0.3, 0.045)]
+    if not fibrillation:
+        waves.append((-0.18, 0.15, 0.02))
+    for b in beats:
+        for offset, amp, width in waves:
+            x += amp * np.exp(-0.5 * ((t - b - offset) / width) ** 2)
+    return x, np.round(np.array(beats) * fs).astype(np.int64)
+
+
+def test_p_wave_consistency_tells_sinus_rhythm_from_fibrillation() -> None:
+    columns = [FEATURE_NAMES.index(n) for n in ("p_consistency", "p_consistency_long", "irregularity_on_time")]
+    sinus = beat_features(*_rhythm_ecg(360, 120, 11, fibrillation=False), sampling_rate=360).features[80:, columns]
+    af = beat_features(*_rhythm_ecg(360, 120, 12, fibrillation=True), sampling_rate=360).features[80:, columns]
+    assert np.median(sinus[:, 0]) > 0.8 and np.median(sinus[:, 1]) > 0.8
+    assert np.median(af[:, 0]) < 0.4 and np.median(af[:, 1]) < 0.4
+    assert np.median(sinus[:, 2]) < 0.05 < np.median(af[:, 2])
+
+
 def test_out_of_order_beats_are_rejected() -> None:
     stream = BeatFeatureStream(360)
     stream.feed(np.zeros(1000), [100, 400])
@@ -232,7 +321,7 @@ def test_cli_reports_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 @pytest.mark.parametrize("variant", ["fp32", "int8"])
 def test_accuracy_floor_on_ds2_records(variant: str, record_100: RecordData, record_200: RecordData) -> None:
     """DS2 records are never trained on. Floors sit a few points under the committed
-    model's figures (see detectors/models/beats-v1.md): a regression trips them."""
+    model's figures (see detectors/models/beats-v2.md): a regression trips them."""
     clf = shared_classifier("int8" if variant == "int8" else "fp32")
     c100, c200 = Confusion.empty(), Confusion.empty()
     c100.add(record_100.labels, clf.predict(record_100.rows.features)[0], record_100.missed)
