@@ -62,6 +62,7 @@ from streams.commands import apply_command, command_of
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
+from streams.kafka_consumer import consumer_class
 from streams.sink import BatchingSink, SinkItem
 from streams.states import PatientStates
 from streams.topics import TopicNames
@@ -96,6 +97,9 @@ class WorkerConfig:
     """Standby copies of each table partition kept by other workers. Only useful with
     ``rocksdb://``: a ``memory://`` standby is read again from the changelog's start
     when it is promoted, like a partition the worker never had."""
+    fetch_max_wait_ms: int = 100
+    """Longest wait of a Kafka fetch for new data (Faust's own is 1.5 s; see
+    `streams.kafka_consumer`): it bounds how long a message can sit on the broker."""
     store: str = "memory://"
     """Faust table store; ``rocksdb://`` keeps tables on local disk in production."""
     checkpoint_interval: float = 5.0
@@ -128,6 +132,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         consumer_max_fetch_size=4_194_304,
         **extra,
     )
+    # This app's transport only (a class attribute set on the instance), before the app makes its consumer.
+    app.transport.Consumer = consumer_class(cfg.fetch_max_wait_ms)  # type: ignore[misc]
     names = cfg.topics
 
     def raw_topic(name: str, partitions: int) -> Any:
