@@ -55,7 +55,7 @@ from dashboards.tokens import issue_token  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
-from vigil.services.process import ManagedProcess, free_port, wait_until  # noqa: E402
+from vigil.services.process import ManagedProcess, cpu_seconds, free_port, wait_until  # noqa: E402
 
 SECRET = "bench-alerts-" + "s" * 32
 _SEQ = re.compile(rb'"bench_seq":(\d+)')
@@ -82,12 +82,6 @@ def _healthy(url: str) -> bool:
             return bool(r.status == 200)
     except OSError:
         return False
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_gateway(database_url: str, work: Path, extra_env: dict[str, str] | None = None) -> tuple[ManagedProcess, int]:
@@ -195,7 +189,7 @@ async def measure_commit(database_url: str, work: Path, counts: list[int], alarm
             if n > len(clients):
                 clients += await _connect(port, n - len(clients), len(clients), await store.last_position())
             await asyncio.sleep(1.0)
-            cpu_before, round_began = (_cpu_seconds(gateway.pid), time.process_time()), time.time()
+            cpu_before, round_began = (cpu_seconds(gateway.pid), time.process_time()), time.time()
             committed: dict[int, float] = {}
             append_ms: list[float] = []
             first = seq
@@ -221,7 +215,7 @@ async def measure_commit(database_url: str, work: Path, counts: list[int], alarm
                 if got:
                     firsts.append((min(got) - committed[s]) * 1000)
                     lasts.append((max(got) - committed[s]) * 1000)
-            cpu_gateway, cpu_here = _cpu_seconds(gateway.pid), time.process_time()
+            cpu_gateway, cpu_here = cpu_seconds(gateway.pid), time.process_time()
             print(f"  clients={n:5d}  {percentiles(latencies)}  received {len(latencies)}/{n * alarms}")
             print(f"               first client p50 {statistics.median(firsts):6.1f} ms, last client p50 "
                   f"{statistics.median(lasts):6.1f} ms; append round trip p50 {statistics.median(append_ms):.1f} ms; "
@@ -280,7 +274,7 @@ def measure_display(database_url: str, work: Path, kafka: str, embedded: bool, p
             time.sleep(warmup)
             page.evaluate("(() => { const m = window.vigil.metrics; for (const k of ['vitalsDisplayMs', "
                           "'alarmDisplay', 'frameMs', 'frameWorkMs', 'longFrames']) m[k].length = 0; })()")
-            cpu_before = {p.name: _cpu_seconds(p.pid) for p in (worker, gateway, simulator)}
+            cpu_before = {p.name: cpu_seconds(p.pid) for p in (worker, gateway, simulator)}
             began = time.time()
             time.sleep(seconds)
             m: dict[str, Any] = page.evaluate(
@@ -288,7 +282,7 @@ def measure_display(database_url: str, work: Path, kafka: str, embedded: bool, p
                 "return {vitals: m.vitalsDisplayMs, alarms: m.alarmDisplay, frames: m.frameMs, tiles, "
                 "work: m.frameWorkMs, long: m.longFrames, "
                 "strips: [...window.vigil.buffers.values()].filter(b => b.runs.length).length}; })()")
-            m["cpu"] = {p.name: _cpu_seconds(p.pid) - cpu_before[p.name] for p in (worker, gateway, simulator)}
+            m["cpu"] = {p.name: cpu_seconds(p.pid) - cpu_before[p.name] for p in (worker, gateway, simulator)}
             m["elapsed"] = time.time() - began
             page.screenshot(path=str(work / "display.png"))
             browser.close()

@@ -59,6 +59,7 @@ from event_store.integrity import encode_json  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from vigil.runtime import tune_gc  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
+from vigil.services.process import cpu_seconds, parent_pid  # noqa: E402
 import contextlib
 
 RUN = uuid.uuid4().hex[:6]  # keeps stream ids unique when --database-url is reused
@@ -103,13 +104,12 @@ class Cpu:
         if self._postmaster is None:
             return float("nan")
         for stat in Path("/proc").glob("[0-9]*/stat"):
+            pid = int(stat.parent.name)
             try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if pid == self._postmaster or parent_pid(pid) == self._postmaster:
+                    self._seen[pid] = cpu_seconds(pid)
             except (OSError, IndexError):
                 continue  # the process ended meanwhile
-            pid = int(stat.parent.name)
-            if pid == self._postmaster or int(fields[1]) == self._postmaster:
-                self._seen[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         return sum(self._seen.values())
 
     @staticmethod

@@ -47,14 +47,9 @@ from streams.topics import TopicNames  # noqa: E402
 from streams.ward import SimulatedWard, send_second  # noqa: E402
 from vigil.services.kafka import KafkaCluster  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
-from vigil.services.process import ManagedProcess  # noqa: E402
+from vigil.services.process import ManagedProcess, cpu_seconds  # noqa: E402
 
 PARTITIONS = 4
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy() -> tuple[float, float]:

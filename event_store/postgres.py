@@ -44,6 +44,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Seque
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from itertools import starmap
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import asyncpg
@@ -172,11 +173,6 @@ async def _keep_session(_: asyncpg.Connection) -> None:
     transaction (asyncpg still rolls back one left open), advisory locks are
     transaction-scoped, LISTEN has a connection of its own (`subscribe`), and
     settings come as startup parameters."""
-
-
-def _first(row: asyncpg.Record) -> int:
-    position: int = row[0]
-    return position
 
 
 class _AlreadyStored(Exception):
@@ -417,7 +413,7 @@ class PostgresRecorder(EventRecorder):
         # Prefetches rows, not events: the next page's query is out before this page's
         # events are built, so the server reads while the client builds.
         async with contextlib.aclosing(prefetched(lambda position: self._read_rows(position, page), after, page,
-                                                  _first)) as pages:
+                                                  itemgetter(0))) as pages:
             async for rows in pages:
                 yield list(starmap(RecordedEvent.stored, rows))
 

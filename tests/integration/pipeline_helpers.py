@@ -16,8 +16,7 @@ import contextlib
 import os
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from aiokafka.structs import TopicPartition
 from event_store.postgres import PostgresRecorder
 from streams.topics import TopicNames
 from streams.ward import SimulatedWard
+from tests.conftest import scratch_database
 from vigil.services.process import ManagedProcess
 
 __all__ = [
@@ -66,20 +66,6 @@ def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, g
 async def stop_all(workers: Sequence[ManagedProcess]) -> None:
     """SIGTERM every worker at once (each gets its own grace period), off the event loop."""
     await asyncio.gather(*(asyncio.to_thread(w.stop) for w in workers))
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    """A fresh database on the server of ``server_url`` (an admin URL), dropped after."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    base, _, _ = server_url.rpartition("/")
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def migrate(*urls: str) -> None:

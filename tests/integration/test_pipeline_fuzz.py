@@ -189,6 +189,20 @@ class EcgStream:
     next_sequence: int = 0
 
 
+def junk(draw: Draw, kind: str) -> Message | None:
+    """The kinds every topic gets alike (random bytes, text or JSON, an empty or null
+    value); None for any other kind."""
+    if kind == "random_bytes":
+        return draw(keys), draw(st.binary(max_size=300))
+    if kind in ("empty", "null"):
+        return draw(keys) or b"k", b"" if kind == "empty" else None  # Kafka needs a key or a value
+    if kind == "random_text":
+        return draw(keys), draw(st.text(max_size=200)).encode()
+    if kind == "random_json":
+        return draw(keys), json.dumps(draw(json_values)).encode()
+    return None
+
+
 class Renderer:
     """Draws one message per call. Keeps per-patient clocks and ECG sequence numbers so
     that most "valid" messages are acceptable in order; the rest exercise the stale
@@ -200,14 +214,8 @@ class Renderer:
 
     def vitals(self, draw: Draw) -> Message:
         kind = draw(st.sampled_from(VITALS_KINDS))
-        if kind == "random_bytes":
-            return draw(keys), draw(st.binary(max_size=300))
-        if kind in ("empty", "null"):
-            return draw(keys) or b"k", b"" if kind == "empty" else None  # Kafka needs a key or a value
-        if kind == "random_text":
-            return draw(keys), draw(st.text(max_size=200)).encode()
-        if kind == "random_json":
-            return draw(keys), json.dumps(draw(json_values)).encode()
+        if (message := junk(draw, kind)) is not None:
+            return message
         if kind == "deep":
             depth = draw(st.integers(1000, 6000))
             return None, b"[" * depth + b"]" * depth
@@ -242,12 +250,10 @@ class Renderer:
 
     def ecg_chunk(self, draw: Draw) -> Message:
         kind = draw(st.sampled_from(ECG_KINDS))
-        if kind == "random_bytes":
-            return draw(keys), draw(st.binary(max_size=300))
+        if (message := junk(draw, kind)) is not None:
+            return message
         if kind == "magic_then_junk":
             return draw(keys), b"VECG" + draw(st.binary(max_size=300))
-        if kind in ("empty", "null"):
-            return draw(keys) or b"k", b"" if kind == "empty" else None  # Kafka needs a key or a value
         pid = PATIENTS[draw(st.integers(0, len(PATIENTS) - 1))]
         lead = draw(st.sampled_from([2, 2, 2, 7]))  # II, V1
         stream = self.ecg.setdefault((pid, lead), EcgStream(draw(st.sampled_from([125, 250, 500]))))
@@ -294,12 +300,8 @@ class Renderer:
 
     def fhir(self, draw: Draw) -> Message:
         kind = draw(st.sampled_from(FHIR_KINDS))
-        if kind == "random_bytes":
-            return draw(keys), draw(st.binary(max_size=300))
-        if kind in ("empty", "null"):
-            return draw(keys) or b"k", b"" if kind == "empty" else None  # Kafka needs a key or a value
-        if kind == "random_json":
-            return draw(keys), json.dumps(draw(json_values)).encode()
+        if (message := junk(draw, kind)) is not None:
+            return message
         patient = draw(st.integers(0, len(PATIENTS) - 1))
         step, zone, device = draw(st.integers(1, 5000)), draw(st.sampled_from([0, 0, 2, -5])), draw(st.booleans())
         vital = st.tuples(st.integers(0, len(VITAL_CODES) - 1), st.floats(0, 1))

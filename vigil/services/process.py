@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 import contextlib
 
-__all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_open"]
+__all__ = ["ServiceError", "ManagedProcess", "free_port", "wait_until", "port_open", "cpu_seconds", "parent_pid"]
 
 
 class ServiceError(RuntimeError):
@@ -158,3 +158,20 @@ class ManagedProcess:
         if self._log_file is not None:
             self._log_file.close()
         self._log_file = None
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # /proc/<pid>/stat after the command name (which may hold spaces): state, ppid, ...
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, in seconds (Linux /proc). Raises
+    `OSError` if the process is gone."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int:
+    """The parent's pid (Linux /proc). Raises `OSError` if the process is gone."""
+    return int(_stat_fields(pid)[1])
