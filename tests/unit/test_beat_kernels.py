@@ -1,0 +1,118 @@
+"""The compiled beat features (`detectors.beat_kernels`) against numpy.
+
+Every kernel must give numpy's result bit for bit (the models were trained on numpy's
+arithmetic), and whole feature rows must equal those of the plain-numpy
+implementation the features were defined with (`tests.unit.beat_features_numpy`),
+on synthetic signals with ectopic beats and on a real record."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from detectors import beat_kernels as k
+from detectors.beat_features import BeatFeatureStream, BeatRows
+from tests.unit import beat_features_numpy as reference
+from tests.unit.test_qrs import DATA, synthetic_ecg
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 8, 9, 41, 60, 127, 128, 129, 141, 200, 247, 248])
+def test_sum_and_mean_add_in_numpy_order(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for _ in range(200):
+        a = rng.normal(size=n) * 10.0 ** rng.uniform(-4, 4, n)  # magnitudes that expose the order
+        assert k._sum(a, 0, n) == a.sum()
+        assert k.mean(a) == np.mean(a)
+        lo = int(rng.integers(0, n))
+        assert k._sum(a, lo, n - lo) == a[lo:].sum()
+
+
+def test_sum_refuses_more_than_it_can_order() -> None:
+    with pytest.raises(ValueError, match="248"):
+        k._sum(np.ones(249), 0, 249)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 64, 256])
+def test_medians_are_numpys(n: int) -> None:
+    rng = np.random.default_rng(n)
+    for _ in range(100):
+        a = rng.normal(size=n).round(int(rng.integers(0, 3)))  # ties too
+        assert k.median(a) == np.median(a)
+        rows = rng.normal(size=(n, 141)).round(1)
+        np.testing.assert_array_equal(k.column_medians(rows), np.median(rows, axis=0))
+
+
+def _numpy_corr(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    a = a - a.mean()
+    b = b - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 1e-12 else 0.0
+
+
+def test_correlation_and_alignment_are_numpys() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        ext, template = rng.normal(size=165), rng.normal(size=141)
+        ext[50:60] += 3.0 * rng.uniform()
+        for lo, n in ((0, 37), (30, 41), (70, 71), (0, 141)):
+            assert k.corr(ext, lo, template, lo, n) == _numpy_corr(ext[lo:lo + n], template[lo:lo + n])
+        t_qrs = template[30:71]
+        expected = max(range(-12, 13), key=lambda d: (_numpy_corr(ext[12 + d:][30:71], t_qrs), -abs(d)))
+        assert k.best_shift(ext, 42, template, 30, 41, 12) == expected
+    flat = np.zeros(165)
+    assert k.corr(flat, 0, rng.normal(size=141), 0, 41) == 0.0
+    assert k.best_shift(flat, 42, rng.normal(size=141), 30, 41, 12) == 0  # all ties: the smallest shift
+
+
+def _rows(stream: BeatFeatureStream | reference.BeatFeatureStream, x: npt.NDArray[np.float64],
+          beats: npt.NDArray[np.int64], step: int) -> BeatRows:
+    """Feed ``x`` in chunks of ``step``, each beat once the signal reaches it; then flush."""
+    parts = []
+    for i in range(0, x.shape[0], step):
+        parts.append(stream.feed(x[i:i + step], beats[(beats >= i) & (beats < i + step)]))
+    parts.append(stream.flush())
+    return BeatRows(np.concatenate([p.samples for p in parts]), np.concatenate([p.features for p in parts]))
+
+
+def _with_ectopy(seed: int, fs: int, seconds: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """A synthetic ECG with some beats moved early and widened (premature, V-like),
+    so that the template, the premature-beat rules and the context all take part."""
+    x, beats = synthetic_ecg(fs, seconds, seed=seed)
+    rng = np.random.default_rng(seed)
+    x = x.copy()
+    moved = beats.copy()
+    for i in range(2, beats.shape[0] - 1, 5):
+        early = int(0.25 * (beats[i] - beats[i - 1]))
+        moved[i] = beats[i] - early
+        w = int(0.06 * fs)
+        lo, hi = max(moved[i] - 2 * w, 0), min(moved[i] + 2 * w, x.shape[0])
+        x[lo:hi] += rng.uniform(0.5, 1.5) * np.hanning(hi - lo)
+    return x, moved
+
+
+@pytest.mark.parametrize(("seed", "fs", "step"), [(1, 360, 360), (2, 250, 250), (3, 500, 97), (4, 128, 1000)])
+def test_rows_equal_the_numpy_definition(seed: int, fs: int, step: int) -> None:
+    x, beats = _with_ectopy(seed, fs, 240)
+    ours = _rows(BeatFeatureStream(fs), x, beats, step)
+    theirs = _rows(reference.BeatFeatureStream(fs), x, beats, step)
+    np.testing.assert_array_equal(ours.samples, theirs.samples)
+    assert ours.features.shape[0] > 200
+    np.testing.assert_array_equal(ours.features, theirs.features)
+
+
+def test_rows_of_a_real_record_equal_the_numpy_definition() -> None:
+    from processors.ecg import EcgAnalyzer
+    from vigil.records import read_lead
+
+    path = DATA / "mitdb" / "208"  # many V beats, fusion beats, couplets
+    if not path.with_suffix(".dat").exists():
+        pytest.fail(f"MIT-BIH record {path} not found: set VIGIL_DATA_DIR to the folder holding mitdb/")
+    fs, x = read_lead(str(path), 0)
+    x = x[:int(fs) * 300]
+    analyzer = EcgAnalyzer(fs)
+    beats = np.array([b.sample for i in range(0, x.shape[0], int(fs)) for b in analyzer.feed(x[i:i + int(fs)]).beats])
+    ours = _rows(BeatFeatureStream(fs), x, beats, int(fs))
+    theirs = _rows(reference.BeatFeatureStream(fs), x, beats, int(fs))
+    assert ours.features.shape[0] > 300
+    np.testing.assert_array_equal(ours.features, theirs.features)
