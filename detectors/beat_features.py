@@ -66,6 +66,7 @@ import numpy.typing as npt
 from detectors.beat_kernels import (
     ALIGN_MS, CONTEXT, CONTEXT_LONG, LONG, PAIRS, POST_MS, PRE_MS, STEP_MS, TEMPLATE_BEATS, beat_row,
 )
+from processors.state import StateError, pack, unpack
 
 __all__ = ["FEATURE_SET", "FEATURE_NAMES", "BeatRows", "BeatFeatureStream", "beat_features"]
 
@@ -112,7 +113,10 @@ class BeatFeatureStream:
     record was cut into chunks.
     """
 
-    def __init__(self, sampling_rate: float) -> None:
+    def __init__(self, sampling_rate: float, start: int = 0) -> None:
+        """``start``: the absolute index of the first sample to be fed (0 unless the
+        stream joins a signal already under way; the beats given must count from the
+        same origin)."""
         if not 50.0 <= sampling_rate <= 2000.0:
             raise ValueError(f"sampling_rate must be 50-2000 Hz, got {sampling_rate}")
         self._fs = fs = float(sampling_rate)
@@ -123,8 +127,8 @@ class BeatFeatureStream:
         self._hi = np.maximum(self._pre + np.round((t + half) * fs).astype(np.int64), self._lo + 1)
         self._span = int(self._hi[-1])   # window length in samples
         self._buf = np.zeros(0)
-        self._base = 0                   # absolute index of self._buf[0]
-        self._seen = 0                   # samples fed so far
+        self._base = start               # absolute index of self._buf[0]
+        self._seen = start               # absolute index of the next sample
         self._pending: deque[int] = deque()
         self._last_beat = -1             # the last beat given, for the order check
         self._prev = -1                  # the last released beat (-1: none yet)
@@ -148,7 +152,9 @@ class BeatFeatureStream:
     def feed(self, samples: npt.ArrayLike, beats: Sequence[int] | npt.NDArray[np.int64] = ()) -> BeatRows:
         x = np.asarray(samples, dtype=np.float64).ravel()
         if x.shape[0]:
-            self._buf = np.concatenate([self._buf, np.nan_to_num(x)])
+            if not np.isfinite(x).all():  # (a quick test first: nan_to_num costs ten times more)
+                x = np.nan_to_num(x)
+            self._buf = np.concatenate([self._buf, x])
             self._seen += x.shape[0]
         for b in np.asarray(beats, dtype=np.int64).ravel().tolist():
             if b <= self._last_beat:
@@ -172,11 +178,43 @@ class BeatFeatureStream:
         return _pack(out)
 
     def _trim(self) -> None:
-        keep_from = (self._pending[0] if self._pending else self._seen) - self._pre
-        drop = keep_from - self._base
-        if drop > 8192:  # amortised: do not copy the buffer on every chunk
+        if self._pending:
+            # Every beat still to come is at or after the first waiting one, so its
+            # window starts at or after this: keep nothing older (the next feed copies
+            # the buffer anyway, so trimming every time costs nothing).
+            drop = self._pending[0] - self._pre - self._base
+            if drop > 0:
+                self._buf = self._buf[drop:]
+                self._base += drop
+            return
+        # No beat yet: the first may still be found late, somewhere in the signal seen.
+        drop = self._seen - self._pre - self._base
+        if drop > 8192:  # amortised
             self._buf = self._buf[drop:]
             self._base += drop
+
+    def snapshot(self) -> bytes:
+        """Everything the stream remembers, exactly (`processors.state.pack`): `restore`
+        on a new stream gives one that releases the same rows for the same input."""
+        return pack({
+            "fs": self._fs, "buf": self._buf, "base": self._base, "seen": self._seen,
+            "pending": list(self._pending), "last_beat": self._last_beat, "prev": self._prev,
+            "rr": self._rr, "grids": self._grids, "corr_p": self._corr_p, "rms_p": self._rms_p,
+            "corr_qrs": self._corr_qrs, "pairs": self._pairs, "counts": self._counts, "scalars": self._scalars,
+        })
+
+    @classmethod
+    def restore(cls, data: bytes) -> BeatFeatureStream:
+        v = unpack(data)
+        stream = cls(v["fs"])
+        for name in ("buf", "rr", "grids", "corr_p", "rms_p", "corr_qrs", "pairs", "counts", "scalars"):
+            mine = getattr(stream, f"_{name}")
+            if name != "buf" and (v[name].shape != mine.shape or v[name].dtype != mine.dtype):
+                raise StateError(f"beat feature snapshot: {name} has shape {v[name].shape}, expected {mine.shape}")
+            setattr(stream, f"_{name}", v[name])
+        stream._base, stream._seen, stream._last_beat, stream._prev = v["base"], v["seen"], v["last_beat"], v["prev"]
+        stream._pending = deque(v["pending"])
+        return stream
 
     def _row(self, b: int, nxt: int | None) -> npt.NDArray[np.float64]:
         row = beat_row(self._buf, self._base, self._seen, self._pre, self._lo, self._hi, self._fs, b,

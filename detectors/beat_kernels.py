@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["corr", "best_shift", "column_medians", "mean", "median"]
+__all__ = ["beat_row", "corr", "best_shift", "column_medians", "mean", "median"]
 
 
 _BLOCK = 128
@@ -269,7 +269,7 @@ def _grid(buf: npt.NDArray[np.float64], base: int, seen: int, start: int, lo: np
           hi: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:  # pragma: no cover - compiled
     """Box averages of the window from absolute sample ``start`` on the extended grid;
     samples before the first or after the last one seen repeat the edge sample."""
-    if seen == 0:
+    if seen == 0 or buf.shape[0] == 0:  # nothing fed yet
         return np.zeros(lo.shape[0])
     span = hi[-1]
     cs = np.empty(span + 1)

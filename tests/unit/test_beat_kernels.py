@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pytest
 
 from detectors import beat_kernels as k
-from detectors.beat_features import BeatFeatureStream, BeatRows
+from detectors.beat_features import FEATURE_NAMES, BeatFeatureStream, BeatRows
 from tests.unit import beat_features_numpy as reference
 from tests.unit.test_qrs import DATA, synthetic_ecg
 
@@ -65,14 +65,23 @@ def test_correlation_and_alignment_are_numpys() -> None:
     assert k.best_shift(flat, 42, rng.normal(size=141), 30, 41, 12) == 0  # all ties: the smallest shift
 
 
-def _rows(stream: BeatFeatureStream | reference.BeatFeatureStream, x: npt.NDArray[np.float64],
-          beats: npt.NDArray[np.int64], step: int) -> BeatRows:
-    """Feed ``x`` in chunks of ``step``, each beat once the signal reaches it; then flush."""
-    parts = []
-    for i in range(0, x.shape[0], step):
-        parts.append(stream.feed(x[i:i + step], beats[(beats >= i) & (beats < i + step)]))
-    parts.append(stream.flush())
+def _rows_until(stream: BeatFeatureStream | reference.BeatFeatureStream, x: npt.NDArray[np.float64],
+                beats: npt.NDArray[np.int64], step: int, stop: int, offset: int = 0) -> BeatRows:
+    """Feed ``x`` (whose sample 0 is the stream's sample ``offset``) up to the stream's
+    sample ``stop`` in chunks of ``step``, each beat with the chunk that reaches it."""
+    parts = [BeatRows(np.empty(0, dtype=np.int64), np.empty((0, len(FEATURE_NAMES)), dtype=np.float32))]
+    for i in range(offset, stop, step):
+        end = min(i + step, stop)
+        parts.append(stream.feed(x[i - offset:end - offset], beats[(beats >= i) & (beats < end)]))
     return BeatRows(np.concatenate([p.samples for p in parts]), np.concatenate([p.features for p in parts]))
+
+
+def _rows(stream: BeatFeatureStream | reference.BeatFeatureStream, x: npt.NDArray[np.float64],
+          beats: npt.NDArray[np.int64], step: int, offset: int = 0) -> BeatRows:
+    """Feed all of ``x`` in chunks of ``step``, then flush."""
+    head = _rows_until(stream, x, beats, step, offset + x.shape[0], offset)
+    rest = stream.flush()
+    return BeatRows(np.concatenate([head.samples, rest.samples]), np.concatenate([head.features, rest.features]))
 
 
 def _with_ectopy(seed: int, fs: int, seconds: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
@@ -116,3 +125,26 @@ def test_rows_of_a_real_record_equal_the_numpy_definition() -> None:
     theirs = _rows(reference.BeatFeatureStream(fs), x, beats, int(fs))
     assert ours.features.shape[0] > 300
     np.testing.assert_array_equal(ours.features, theirs.features)
+
+
+def test_a_restored_stream_releases_the_same_rows() -> None:
+    from processors.state import StateError
+
+    x, beats = _with_ectopy(5, 250, 120)
+    whole = _rows(BeatFeatureStream(250), x, beats, 250)
+    for cut in (0, 7, 60 * 250, 119 * 250):  # before any beat, early, mid-record, near the end
+        first = BeatFeatureStream(250)
+        head = _rows_until(first, x, beats, 250, cut)
+        restored = BeatFeatureStream.restore(first.snapshot())
+        tail = _rows(restored, x[cut:], beats[beats >= cut], 250, offset=cut)
+        np.testing.assert_array_equal(np.concatenate([head.samples, tail.samples]), whole.samples)
+        np.testing.assert_array_equal(np.concatenate([head.features, tail.features]), whole.features)
+    with pytest.raises(StateError):
+        BeatFeatureStream.restore(b"junk")
+
+
+def test_the_buffer_stays_short() -> None:
+    x, beats = _with_ectopy(6, 250, 120)
+    stream = BeatFeatureStream(250)
+    _rows_until(stream, x, beats, 250, 120 * 250)
+    assert len(stream.snapshot()) < 30_000  # about 2 s of signal, the RR history and 16 template beats
