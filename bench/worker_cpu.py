@@ -6,7 +6,8 @@ deteriorate during the run), then runs, in this process, everything the worker
 does for those messages that is pure:
 
   decode     `decode_ecg_chunk` + `decode_vitals`
-  ecg        `streams.ecg_pipeline.process_chunk` + `waveform_of`
+  ecg        `streams.ecg_pipeline.process_chunk` + `waveform_of`, with the beat
+             classifier the worker runs (``--beat-model``, default fp32; ``off``: none)
   vitals     `streams.vitals_pipeline.vitals_to_events`, with the bookkeeping of
              `streams.app` (stale check, `VitalsPatient`)
   snapshot   `EcgPatient.snapshot` + `VitalsPatient.encode` once per patient every
@@ -50,11 +51,12 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
 
 from detectors.alarms import AlarmEngine  # noqa: E402
+from detectors.beat_classifier import BeatClassifier, shared_classifier  # noqa: E402
 from event_store.base import assign, chain, prepare  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.integrity import GENESIS  # noqa: E402
 from event_store.waveforms import WaveformChunk  # noqa: E402
-from processors.ecg import warm_up  # noqa: E402
+from streams.ecg_pipeline import warm_up  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
 from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
@@ -70,7 +72,9 @@ COMPONENTS = ("decode", "ecg", "vitals", "snapshot", "sink")
 class Worker:
     """The pure part of `streams.app`'s agents, with a CPU clock per component."""
 
-    def __init__(self, topics: TopicNames, engine: AlarmEngine, checkpoint_s: int) -> None:
+    def __init__(self, topics: TopicNames, engine: AlarmEngine, checkpoint_s: int,
+                 classifier: BeatClassifier | None) -> None:
+        self.classifier = classifier
         self.topics = topics
         self.engine = engine
         self.checkpoint_s = checkpoint_s
@@ -106,7 +110,7 @@ class Worker:
             a = clock()
             if topic == self.topics.ecg:
                 key = f"{message.patient_id}/{message.lead.name}"
-                state, events = process_chunk(self.ecg.get(key), message, source)
+                state, events = process_chunk(self.ecg.get(key), message, source, self.classifier)
                 self.ecg[key] = state
                 items.append(SinkItem(events, [waveform_of(message, source)]))
                 ecg_cpu += clock() - a
@@ -174,6 +178,8 @@ def main() -> None:
     p.add_argument("--checkpoint", type=int, default=5, help="seconds between snapshots of a patient's state")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--profile", action="store_true", help="print a cProfile top 20 of the timed part")
+    p.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
+                   help="the beat classifier, as `vigil worker --beat-model`")
     args = p.parse_args()
     n, total = args.patients, args.warmup + args.seconds
     topics = TopicNames("bench")
@@ -181,9 +187,11 @@ def main() -> None:
     g0 = time.process_time()
     messages = [ward.second(t, START_US) for t in range(total)]
     print(f"worker CPU benchmark: {n} patients, {args.warmup} s warm-up + {args.seconds} s timed, "
-          f"snapshots every {args.checkpoint} s; generating the ward took {time.process_time() - g0:.1f} s CPU")
-    warm_up()
-    worker = Worker(topics, ENGINE, args.checkpoint)
+          f"snapshots every {args.checkpoint} s, beat classifier {args.beat_model}; "
+          f"generating the ward took {time.process_time() - g0:.1f} s CPU")
+    classifier = None if args.beat_model == "off" else shared_classifier(args.beat_model)
+    warm_up(classifier=classifier)
+    worker = Worker(topics, ENGINE, args.checkpoint, classifier)
     for t in range(args.warmup):
         worker.second(t, messages[t], timed=False)
     profiler = cProfile.Profile() if args.profile else None

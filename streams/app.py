@@ -52,6 +52,7 @@ from faust.types import TP
 
 from detectors.alarm_limits import default_limits
 from detectors.alarms import AlarmEngine
+from detectors.beat_classifier import BeatClassifier, shared_classifier
 from event_store.events import NewEvent
 from event_store.exceptions import EventStoreError
 from event_store.postgres import PostgresRecorder
@@ -106,6 +107,18 @@ class WorkerConfig:
     """Seconds between state checkpoints (a crash replays at most about this much input)."""
     datadir: str | None = None
     """Faust's local data folder (default: ``<app id>-data`` in the current directory)."""
+    beat_model: str | None = "fp32"
+    """The packaged beat classifier every ECG beat goes through (``fp32`` or ``int8``,
+    `detectors.beat_classifier`); None classifies no beats."""
+
+
+def beat_classifier(cfg: WorkerConfig) -> BeatClassifier | None:
+    """The process's session for ``cfg.beat_model`` (one per process, shared)."""
+    if cfg.beat_model is None:
+        return None
+    if cfg.beat_model not in ("fp32", "int8"):
+        raise ValueError(f"beat_model must be fp32, int8 or None, got {cfg.beat_model!r}")
+    return shared_classifier("int8" if cfg.beat_model == "int8" else "fp32")
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
@@ -154,6 +167,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     vitals_table, ecg_table = table("vitals-state"), table("ecg-state")
     vitals_states: PatientStates[VitalsPatient] = PatientStates(
         vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir))
+    classifier = beat_classifier(cfg)
     ecg_states: PatientStates[EcgPatient] = PatientStates(ecg_table, EcgPatient.snapshot, EcgPatient.restore,
                                                           (names.ecg,))
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
@@ -313,7 +327,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 continue
             source = SourceRef(msg.topic, msg.partition, msg.offset)
             try:
-                state, new_events = process_chunk(state, chunk, source)
+                state, new_events = process_chunk(state, chunk, source, classifier)
             except Rejected as r:
                 await dead_letter(stream, event, r.reason, r.detail)
                 continue
@@ -428,7 +442,9 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     """Run the worker until SIGTERM/SIGINT. Blocks; owns the event loop."""
     from faust.worker import Worker
 
-    warm_up()  # numba kernels compiled (or loaded from its cache) before the first chunk, not during it
+    # numba kernels compiled (or loaded from its cache) and the classifier run once
+    # before the first chunk, not during it
+    warm_up(classifier=beat_classifier(cfg))
     app = build_app(cfg)
     if not cfg.embedded_broker:  # the demo's Tansu broker runs one worker; Faust declares its topics
         asyncio.run(declare_topics(cfg, app))

@@ -13,8 +13,13 @@ and the bookkeeping that makes the stream trustworthy:
   tachycardia, VT, VF/flutter, leads off, noise) and the alarm engine
   (`detectors.alarms`), whose decisions become ``AlertRaised`` and friends, on
   device time;
+- the beat classifier (`detectors.beat_classifier`, when the worker runs one): every
+  beat the chain finds gets an AAMI class (N, S, V, F, Q) from its `BeatFeatureStream`
+  row; the rows wait for the summary and go through the model in one batch (one
+  inference per patient per summary, rather than one per chunk);
 - a summary every `SUMMARY_S` seconds of signal (``EcgAnalyzed``: beats, usable beats,
-  heart rate and HRV, quality windows by label), instead of an event per beat;
+  heart rate and HRV, quality windows by label, and beats by class with the model's
+  version and checksum), instead of an event per beat;
 - the source offset of the last chunk applied, so that a worker that restarts from
   a checkpoint and sees a chunk again skips it.
 
@@ -29,11 +34,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.alarm_inputs import AlarmInputs
 from detectors.alarm_state import AlarmState
 from detectors.alarms import AlarmEngine
 from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
+from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier
+from detectors.beat_features import BeatFeatureStream
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
 from processors.ecg import EcgAnalyzer
@@ -83,6 +91,10 @@ class EcgPatient:
     last_start_us: int | None = None
     """Device time of the last chunk's first sample, as the chunk stated it (full
     disclosure files the chunk under it). None in snapshots from before it was kept."""
+    beat_features: BeatFeatureStream | None = None
+    """Feature rows for the beat classifier; None while the worker classifies no beats."""
+    beat_rows: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    """Feature rows of the beats released since the last summary, to classify with it."""
 
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
@@ -103,6 +115,9 @@ class EcgPatient:
             "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
             "windows": dict(self.windows), "last_start_us": self.last_start_us, "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
             "arrhythmia": self.arrhythmia.to_dict(), "alarms": self.alarms.to_dict(),
+            **({} if self.beat_features is None else
+               {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
+            **({"beat_rows": np.concatenate(self.beat_rows)} if self.beat_rows else {}),
         })
 
     @classmethod
@@ -113,13 +128,20 @@ class EcgPatient:
         return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer,
                    ArrhythmiaState.from_dict(v["arrhythmia"]), AlarmState.from_dict(v["alarms"]), v["fed"],
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
-                   v.get("last_start_us"))
+                   v.get("last_start_us"),
+                   BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,
+                   [v["beat_rows"]] if "beat_rows" in v else [])
 
 
-def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) -> tuple[EcgPatient, list[NewEvent]]:
+def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
+                  classifier: BeatClassifier | None = None) -> tuple[EcgPatient, list[NewEvent]]:
     """Apply one chunk; return the patient's new state and the events to append.
     Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``, ``time_not_increasing``)
-    for a chunk that must be dead-lettered; ``state`` is then unchanged."""
+    for a chunk that must be dead-lettered; ``state`` is then unchanged.
+
+    With a ``classifier``, every beat found is classified. A patient whose chain began
+    without one (or before a restart that turned classification on) is classified
+    from this chunk on; without one, a patient's feature stream is dropped."""
     events: list[NewEvent] = []
     stream_id = f"patient-{chunk.patient_id}"
     shared: list[dict[str, object]] = []  # the chunk's metadata, built with its first event (most chunks have none)
@@ -156,7 +178,15 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
         state.alarms = alarms
 
     x = chunk.samples_mv()
+    if classifier is None:
+        state.beat_features, state.beat_rows = None, []
+    elif state.beat_features is None:
+        state.beat_features = BeatFeatureStream(state.fs, start=state.fed)
     update = state.analyzer.feed(x)
+    if state.beat_features is not None:
+        rows = state.beat_features.feed(x, [b.sample for b in update.beats])
+        if len(rows):
+            state.beat_rows.append(rows.features)
     state.arrhythmia, report = _detector(state.fs).feed(state.arrhythmia, x, update.beats, update.windows)
     state.fed += x.shape[0]
     now_us = state.sample_us(state.fed)
@@ -188,11 +218,19 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef) 
             "rmssd_ms": None if hrv.rmssd_ms is None else round(hrv.rmssd_ms, 1),
             "pnn50": None if hrv.pnn50 is None else round(hrv.pnn50, 1),
             "windows": dict(sorted(state.windows.items())),
+            **({} if classifier is None else _classes(classifier, state.beat_rows)),
         })
         state.summary_start = state.fed
         state.beats = state.usable = 0
         state.windows = Counter()
+        state.beat_rows = []
     return state, events
+
+
+def _classes(classifier: BeatClassifier, rows: list[npt.NDArray[np.float32]]) -> dict[str, object]:
+    """A summary's beats by class, and the model that classified them."""
+    counted = Counter(classifier.classify(np.concatenate(rows))) if rows else Counter[str]()
+    return {"beat_classes": {c: counted[c] for c in AAMI_CLASSES}, "beat_model": classifier.provenance.as_metadata()}
 
 
 def waveform_of(chunk: EcgChunk, source: SourceRef) -> WaveformChunk:
@@ -208,11 +246,17 @@ def waveform_of(chunk: EcgChunk, source: SourceRef) -> WaveformChunk:
                                           "offset": source.offset, "sequence": chunk.sequence})
 
 
-def warm_up(sampling_rate: int = 250) -> None:
+def warm_up(sampling_rate: int = 250, classifier: BeatClassifier | None = None) -> None:
     """Compile (or load from the numba cache) every kernel a chunk goes through: the
-    ECG chain's (`processors.ecg.warm_up`) and the arrhythmia detector's (VF, activity),
-    so that a worker's first real chunks do not pay for it. Call once at process start."""
+    ECG chain's (`processors.ecg.warm_up`), the arrhythmia detector's (VF, activity)
+    and the beat features'; and run the ``classifier`` once. So a worker's first real
+    chunks do not pay for it. Call once at process start."""
     warm_up_chain()
     rng = np.random.default_rng(0)
     x = rng.normal(0.0, 0.1, 5 * sampling_rate)
     _detector(sampling_rate).feed(ArrhythmiaState(), x, [], [])
+    stream = BeatFeatureStream(sampling_rate)
+    stream.feed(x, range(sampling_rate // 2, x.shape[0], sampling_rate))
+    rows = stream.flush()
+    if classifier is not None:
+        classifier.classify(rows.features)

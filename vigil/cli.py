@@ -2,7 +2,7 @@
 
     vigil demo [--patients N] [--duration S]    the live demo on embedded services
     vigil services [--kafka apache|tansu] [--brokers 1|3]
-    vigil worker [--partitions N]                the Faust stream worker
+    vigil worker [--partitions N] [--beat-model fp32|int8|off]   the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
     vigil db migrate
@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--partitions", type=int, default=4,
                         help="partitions of the input topics and table changelogs (default 4); every worker of "
                              "a group must agree, and it bounds how many workers get a share")
+    worker.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
+                        help="the ONNX beat classifier every ECG beat goes through (default fp32; off: none)")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
     sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
     sim.add_argument("--patients", type=int, default=8)
@@ -203,6 +205,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             app_id=settings.worker_group,
             partitions=args.partitions,
             datadir=str(datadir),
+            beat_model=None if args.beat_model == "off" else args.beat_model,
         ))
         return 0
     if args.command == "gateway":

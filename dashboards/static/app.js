@@ -13,7 +13,7 @@ import { AlarmList, ago, setText } from "./alarms.js";
 import { EcgBuffer, LivePoller, Playhead, drawStrip, fitCanvas } from "./ecg.js";
 import { Feed } from "./feed.js";
 import { PatientView } from "./patient.js";
-import { TimelineLog, exportJsonLines, renderRows } from "./timeline.js";
+import { TimelineLog, ectopy, exportJsonLines, renderRows } from "./timeline.js";
 import { WardState } from "./ward.js";
 
 const STALE_MS = 15_000;          // no vitals for 15 s: the tile says so (a monitor may be off)
@@ -286,7 +286,9 @@ function paintTile(t, now) {
       else delete t.rows[row].dataset.points;
     }
   }
-  if (p.ecg && typeof p.ecg.heart_rate === "number") setText(t.f.ecg, `ECG HR ${fmt(p.ecg.heart_rate)}`);
+  if (p.ecg && typeof p.ecg.heart_rate === "number") {
+    setText(t.f.ecg, `ECG HR ${fmt(p.ecg.heart_rate)}${ectopy(p.ecg.beat_classes)}`);
+  }
   const { top, unacknowledged } = state.topAlarm(t.id);
   if (top) {
     t.el.dataset.alarm = top.priority;

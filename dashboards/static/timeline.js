@@ -27,6 +27,12 @@ function num(v, d = 0) {
   return typeof v === "number" && Number.isFinite(v) ? v.toFixed(d) : "–";
 }
 
+/** " · V 3 · S 1" for the ectopic beats of a summary's classes (none: ""). */
+export function ectopy(classes) {
+  if (!classes) return "";
+  return ["V", "S", "F"].filter((c) => classes[c] > 0).map((c) => ` · ${c} ${classes[c]}`).join("");
+}
+
 /** One line saying what the event is about. */
 export function describe(ev) {
   const p = ev.payload || {};
@@ -36,7 +42,8 @@ export function describe(ev) {
     case "News2Scored":
       return `NEWS2 ${p.score} (${p.risk})`;
     case "EcgAnalyzed":
-      return `ECG HR ${num(p.heart_rate)} · ${p.usable_beats}/${p.beats} usable beats · SDNN ${num(p.sdnn_ms)} ms`;
+      return `ECG HR ${num(p.heart_rate)} · ${p.usable_beats}/${p.beats} usable beats · SDNN ${num(p.sdnn_ms)} ms`
+        + ectopy(p.beat_classes);
     case "AlertRaised":
       return `${String(p.priority).toUpperCase()} ${p.message ?? p.condition} [${p.alert_id}]`;
     case "AlertEscalated":

@@ -10,7 +10,7 @@ from event_store.events import NewEvent
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
 from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
-from streams.ecg_synth import EcgConfig, Rhythm, SyntheticEcg
+from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef
 
@@ -119,3 +119,75 @@ def test_a_snapshot_from_before_the_start_time_was_kept_still_restores() -> None
     assert restored.last_start_us is None
     restored, _ = process_chunk(restored, chunks(4)[3], SourceRef("ecg", 0, 3))  # no check until the next chunk
     assert restored.last_start_us == T0_US + 3_000_000
+
+
+# --- the beat classifier in the pipeline ------------------------------------------------------
+
+
+def _with_truth(seconds: int, pvc_per_min: float, seed: int) -> tuple[list[EcgChunk], int]:
+    """Chunks of a synthetic patient with PVCs, and how many PVCs were drawn."""
+    synth = SyntheticEcg(EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(pvc_per_min=pvc_per_min)),
+                         seed=seed, patient="p1")
+    out, pvcs = [], 0
+    for t in range(seconds):
+        part = synth.next_chunk_annotated(FS)
+        pvcs += int(np.count_nonzero(part.kinds == BeatKind.PVC))
+        counts = np.round(np.nan_to_num(part.samples_mv) / 0.005).astype(np.int16)
+        out.append(EcgChunk("p1", "mon-1", Lead.II, FS, t, T0_US + t * 1_000_000, counts, 0.005))
+    return out, pvcs
+
+
+def _classified(items: list[EcgChunk], state: EcgPatient | None = None, first_offset: int = 0
+                ) -> tuple[EcgPatient | None, list[NewEvent]]:
+    from detectors.beat_classifier import shared_classifier
+
+    events: list[NewEvent] = []
+    for i, chunk in enumerate(items):
+        state, produced = process_chunk(state, chunk, SourceRef("ecg", 0, first_offset + i), shared_classifier())
+        events += produced
+    return state, events
+
+
+@pytest.mark.parametrize(("pvc_per_min", "seed"), [(0.0, 5), (12.0, 5), (20.0, 8)])
+def test_summaries_count_beats_by_class_with_the_model_that_classified_them(pvc_per_min: float, seed: int) -> None:
+    from detectors.beat_classifier import shared_classifier
+
+    items, pvcs = _with_truth(120, pvc_per_min, seed)
+    _, events = _classified(items)
+    summaries = [e.payload for e in events if e.event_type == "EcgAnalyzed"]
+    assert len(summaries) == 12
+    counted = {c: sum(s["beat_classes"][c] for s in summaries) for c in "NSVFQ"}
+    assert sum(counted.values()) >= sum(s["beats"] for s in summaries) - 2  # every beat, but the last one waits
+    assert counted["V"] >= 0.8 * pvcs and counted["V"] <= pvcs + 2
+    assert counted["S"] + counted["F"] + counted["Q"] <= 2
+    model = shared_classifier().provenance
+    assert all(s["beat_model"] == {"model_version": model.version, "model_sha256": model.sha256} for s in summaries)
+
+
+def test_without_a_classifier_summaries_have_no_classes() -> None:
+    _, events = run(chunks(20))
+    assert all("beat_classes" not in e.payload for e in events if e.event_type == "EcgAnalyzed")
+
+
+def test_a_restored_state_classifies_exactly_as_before() -> None:
+    items, pvcs = _with_truth(45, 15.0, 9)
+    assert pvcs >= 5
+    _, straight = _classified(items)
+    state, first = _classified(items[:23])
+    assert state is not None and state.beat_features is not None
+    restored = EcgPatient.restore(state.snapshot())
+    _, rest = _classified(items[23:], restored, first_offset=23)
+    assert first + rest == straight
+    assert any(e.payload.get("beat_classes", {}).get("V") for e in straight)
+
+
+def test_classification_can_start_and_stop_mid_stream() -> None:
+    items, _ = _with_truth(40, 12.0, 5)
+    state, _ = run(items[:15])  # a worker without a classifier
+    state, events = _classified(items[15:], state, first_offset=15)
+    assert state is not None and state.beat_features is not None
+    later = [e.payload for e in events if e.event_type == "EcgAnalyzed"][1:]  # whole periods with the classifier
+    assert later and all(sum(s["beat_classes"].values()) >= s["beats"] - 2 for s in later)
+    state, events = run(items[:0], state)  # nothing: the state is left as it was
+    state, _ = process_chunk(state, _with_truth(41, 12.0, 5)[0][40], SourceRef("ecg", 0, 40))
+    assert state.beat_features is None  # a worker without one drops the stream
