@@ -18,7 +18,8 @@ Printed per N:
   latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
                p50 / p99 / max, for alarm events and for all events
 
-Nothing is asserted; figures only.
+Nothing is asserted; figures only. The worker classifies every beat, as by default
+(``--beat-model off`` measures it without the classifier).
 
     .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
 """
@@ -75,7 +76,7 @@ def stored_total(url: str) -> int:
 
 
 async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
-                  profile: Path | None = None) -> None:
+                  profile: Path | None = None, beat_model: str = "fp32") -> None:
     prefix = f"ward{patients}x{int(time.time())}"
     topics = TopicNames(prefix)
     base, _, _ = server_url.rpartition("/")
@@ -100,7 +101,7 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (topics.vitals, topics.ecg, topics.fhir,
                                                                   topics.dead_letter)])
     await admin.close()
-    command = [sys.executable, "-m", "vigil", "worker"]
+    command = [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model]
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
     worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
@@ -163,6 +164,8 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=60, help="measured seconds per size")
     p.add_argument("--warmup", type=int, default=20, help="seconds before measuring (group join, JIT, caches)")
     p.add_argument("--profile", type=Path, help="run the worker under cProfile, writing worker-N.prof here")
+    p.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
+                   help="the worker's beat classifier (vigil worker --beat-model; default fp32, as the worker)")
     args = p.parse_args()
     sizes = [int(n) for n in args.patients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,9 +174,11 @@ def main() -> None:
         kafka = KafkaCluster.start(work / "kafka")
         try:
             print(f"ward benchmark: {args.seconds} s measured after {args.warmup} s warm-up; "
-                  f"{os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker on this machine")
+                  f"{os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker on this machine; "
+                  f"beat classifier {args.beat_model}")
             for n in sizes:
-                asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile))
+                asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile,
+                                    args.beat_model))
         finally:
             kafka.stop()
             pg.stop()

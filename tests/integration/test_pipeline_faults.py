@@ -12,6 +12,7 @@ contents, same waveforms, nothing missing, nothing twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from detectors.beat_classifier import shared_classifier
 from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,
@@ -81,6 +83,12 @@ def check_same(undisturbed_url: str, disturbed_url: str, total: int, seconds: in
     assert_same_store(undisturbed, disturbed)
     assert undisturbed.count("VitalsObserved") == total == len(undisturbed.waveforms)
     assert undisturbed.count("EcgAnalyzed") == PATIENTS * (seconds // 10)  # one summary per 10 s of signal
+    # The worker classified the beats, and every summary names the model file that did.
+    model = shared_classifier().provenance
+    summaries = [json.loads(e[3]) for e in undisturbed.events.values() if e[1] == "EcgAnalyzed"]
+    assert all(p["beat_model"] == {"model_version": model.version, "model_sha256": model.sha256} for p in summaries)
+    classified, found = (sum(sum(p["beat_classes"].values()) for p in summaries), sum(p["beats"] for p in summaries))
+    assert found > 0 and abs(classified - found) <= len(summaries)  # a beat is classified once the next is known
     return len(undisturbed.events), len(undisturbed.waveforms)
 
 
