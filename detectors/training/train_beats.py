@@ -12,7 +12,7 @@ on all of DS1. The DS2 records present are scored once, at the end, with the exp
 ONNX files through `BeatClassifier`: they are a test set and nothing is fitted to them.
 
 Reproducible: fixed seeds, one BLAS thread, a fixed fold assignment; two runs write
-the same bytes. About five minutes on one core.
+the same bytes. About two minutes on one core.
 """
 
 from __future__ import annotations
