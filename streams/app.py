@@ -270,6 +270,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         if msg.offset <= state.offset:
             vitals_states.covered(key, stream, event)  # already applied before a restart
             return
+        if not vitals_states.holds(key):
+            await caught_up(vitals_states, key, msg.partition, state, readings[0].patient_id)
         new_events: list[NewEvent] = []
         for vitals in readings:
             ts_ms = round(vitals.occurred_at.timestamp() * 1000)
@@ -278,7 +280,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                                                                     f"is not after {state.last_ts_ms} ms")
                 return
             alarms, produced = vitals_to_events(vitals, source, state.alarms, engine, first_index=len(new_events))
-            state = VitalsPatient(alarms, msg.offset, ts_ms)
+            state = VitalsPatient(alarms, msg.offset, ts_ms, state.commands_through)
             new_events += produced
         vitals_states.applied(key, msg.partition, state)
         await (await the_sink()).put(SinkItem(
@@ -325,6 +327,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             if state is not None and msg.offset <= state.offset:
                 ecg_states.covered(key, stream, event)  # already applied before a restart
                 continue
+            if state is not None and not ecg_states.holds(key):  # (a new state has no alarms to catch up on)
+                await caught_up(ecg_states, key, msg.partition, state, chunk.patient_id)
             source = SourceRef(msg.topic, msg.partition, msg.offset)
             try:
                 state, new_events = process_chunk(state, chunk, source, classifier)
@@ -340,8 +344,42 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     async def give(states: PatientStates[Any], eng: AlarmEngine, patient: str, part: int, command: Any,
                    event: Any) -> None:
         for key, partition, state in states.keys_of(lambda k: k.split("/", 1)[part] == patient):
+            if event.position <= state.commands_through:
+                continue  # given already, when the state was caught up
             state.alarms, new_events = apply_command(eng, state.alarms, command, event, key)
+            state.commands_through = event.position
             await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
+
+    commands_lock = asyncio.Lock()  # the follower's hand-over and a state's catch-up, one at a time
+    command_reader: list[PostgresRecorder] = []
+
+    async def caught_up(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
+        """Before ``key``'s state (restored from a checkpoint, or new) takes its first
+        message on this worker: give it the commands it has not had, those the care team
+        gave while no worker held it in memory (after its checkpoint, while a worker was
+        down or the partition moved). Commands sit in the ``limits-<patient>`` stream and
+        the ``alert-<id>`` stream of each alarm. Under the follower's lock, and the state
+        is held from then on, so a command comes either from here or from the follower."""
+        async with commands_lock:
+            if not command_reader:
+                command_reader.append(await PostgresRecorder.connect(cfg.database_url, max_size=2))
+            reader = command_reader[0]
+            streams = [f"limits-{patient}", *(f"alert-{a.alert_id}" for a in state.alarms.alarms.values())]
+            missed: list[Any] = []
+            for name in streams:
+                missed += [e for e in await reader.read_stream(name) if e.position > state.commands_through]
+            missed.sort(key=lambda e: e.position)
+            new_events: list[NewEvent] = []
+            for event in missed:
+                found = command_of(event)
+                if found is not None:
+                    state.alarms, produced = apply_command(engine, state.alarms, found[1], event, key)
+                    new_events += produced
+                state.commands_through = event.position
+            if new_events:
+                await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
+            else:
+                states.hold(key, partition, state)
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_commands() -> None:

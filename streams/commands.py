@@ -10,9 +10,19 @@ engine that does not know the alarm (another source raised it) rejects the comma
 quietly. Only the engine's *consequences* are logged (a latched alarm cleared by its
 acknowledgement): the command itself is already in the log, once, from the gateway.
 
-Known limit: a command applied less than one checkpoint interval before a worker
-crash is not in the restored state; the worker follows the log from its head at
-start, so such an alarm may escalate once more.
+Each patient state records the log position of the last command it was given
+(``commands_through``, in its checkpoint). The follower starts at the log's head, so
+a state that comes into a worker's memory (restored after a crash, a restart or a
+rebalance, or new) is first caught up (`streams.app`): the commands in its
+``limits-<patient>`` stream and in the ``alert-<id>`` stream of each of its alarms,
+after its position, are given to it in log order. So a command given while no
+worker held the patient, or after its last checkpoint, still reaches it, and none
+is given twice.
+
+Limit: a command is given when the worker reads it, not at its place in the device
+data. After a crash, the worker replays the input since the checkpoint; a command
+for an alarm first raised in that replayed stretch finds no alarm when the state is
+caught up (the replay raises it again, unacknowledged).
 """
 
 from __future__ import annotations

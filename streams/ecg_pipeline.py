@@ -95,6 +95,8 @@ class EcgPatient:
     """Feature rows for the beat classifier; None while the worker classifies no beats."""
     beat_rows: list[npt.NDArray[np.float32]] = field(default_factory=list)
     """Feature rows of the beats released since the last summary, to classify with it."""
+    commands_through: int = 0
+    """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
 
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
@@ -118,6 +120,7 @@ class EcgPatient:
             **({} if self.beat_features is None else
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
             **({"beat_rows": np.concatenate(self.beat_rows)} if self.beat_rows else {}),
+            "commands_through": self.commands_through,
         })
 
     @classmethod
@@ -130,7 +133,7 @@ class EcgPatient:
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
                    v.get("last_start_us"),
                    BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,
-                   [v["beat_rows"]] if "beat_rows" in v else [])
+                   [v["beat_rows"]] if "beat_rows" in v else [], v.get("commands_through", 0))
 
 
 def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
@@ -173,9 +176,9 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
             "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
             "received_sequence": chunk.sequence, "last_sample_at": state.sample_time(state.fed).isoformat(),
         })
-        alarms = state.alarms  # the patient's alarms outlive the gap; the signal chain restarts
+        alarms, commands = state.alarms, state.commands_through  # the alarms outlive the gap; the chain restarts
         state = EcgPatient.start(chunk)
-        state.alarms = alarms
+        state.alarms, state.commands_through = alarms, commands
 
     x = chunk.samples_mv()
     if classifier is None:

@@ -125,6 +125,15 @@ class PatientStates(Generic[S]):
         stored = self._table.data.get(key.encode())
         return None if stored is None else self._decode(stored)
 
+    def holds(self, key: str) -> bool:
+        """Whether ``key``'s working state is in memory, where care-team commands reach it."""
+        return key in self._working
+
+    def hold(self, key: str, partition: int, state: S) -> None:
+        """Keep ``key``'s state in memory from now on, before a message is applied to it
+        (so that the command follower gives it the commands that come next)."""
+        self._working[key] = (partition, state)
+
     def consumed(self, event: Any) -> None:
         """An agent took ``event`` from its partition; call before anything else, for
         every message, then exactly one of `applied`, `covered` or `dead_lettered`."""

@@ -78,15 +78,18 @@ class VitalsPatient:
     """Source offset of the last message applied (a restarted worker skips up to it)."""
     last_ts_ms: int = -1
     """Device time of the last reading; an older or equal one is stale."""
+    commands_through: int = 0
+    """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
 
     def encode(self) -> bytes:
         return _COMPACT.encode({"offset": self.offset, "last_ts_ms": self.last_ts_ms,
-                                "alarms": self.alarms.to_dict()}).encode()
+                                "alarms": self.alarms.to_dict(), "commands_through": self.commands_through}).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> VitalsPatient:
         doc = json.loads(data)
-        return cls(AlarmState.from_dict(doc["alarms"]), doc["offset"], doc["last_ts_ms"])
+        return cls(AlarmState.from_dict(doc["alarms"]), doc["offset"], doc["last_ts_ms"],
+                   doc.get("commands_through", 0))
 
 
 def news2_of(vitals: Vitals) -> News2Result | None:

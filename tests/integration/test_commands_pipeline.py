@@ -70,3 +70,50 @@ async def test_acknowledging_a_latched_alarm_clears_it_in_the_worker(
         worker.stop()
         await producer.stop()
         await store.close()
+
+
+async def test_an_acknowledgement_given_while_no_worker_runs_reaches_the_restored_state(
+    apache_kafka: str, database_url: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """The worker stops with a latched alarm; the care team acknowledges it while no
+    worker runs; the restarted worker restores the patient from its checkpoint and
+    gives it the acknowledgement before its next reading: the alarm clears, once."""
+    topics = TopicNames(topic_prefix)
+    store = await PostgresRecorder.connect(database_url)
+    await store.migrate()
+    worker = start_worker(apache_kafka, database_url, topic_prefix, False, tmp_path / "worker-1.log")
+    producer = AIOKafkaProducer(bootstrap_servers=apache_kafka, acks="all")
+    await producer.start()
+    try:
+        now = int(time.time() * 1000)
+
+        async def reading(t: int, values: dict[str, float]) -> None:
+            await producer.send_and_wait(topics.vitals, encode_vitals("pA", now + t * 1000, dict(values),
+                                                                      oxygen=values is SICK, acvpu="A"), key=b"pA")
+
+        for t in range(10):
+            await reading(t, SICK if t < 5 else WELL)
+        raised = await wait_for_event(store, lambda e: e.event_type == "AlertRaised"
+                                      and e.payload["condition"] == "news2_high")
+        alert_id = raised.payload["alert_id"]  # type: ignore[attr-defined]
+        await wait_for_event(store, lambda e: e.event_type == "VitalsObserved" and e.payload["hr"] == WELL["hr"])
+        worker.stop()  # SIGTERM: the worker checkpoints every state on its way out
+        ack = NewEvent(uuid.uuid4(), f"alert-{alert_id}", "AlertAcknowledged", datetime.now(UTC),
+                       {"alert_id": alert_id, "patient_id": "pA", "by": "nurse.ada", "role": "nurse"},
+                       metadata={"actor": "nurse.ada", "role": "nurse"})
+        await store.append(ack.stream_id, [ack], expected_version=0)
+        worker = start_worker(apache_kafka, database_url, topic_prefix, False, tmp_path / "worker-2.log")
+        await reading(10, WELL)
+        resolved = await wait_for_event(store, lambda e: e.event_type == "AlertResolved"
+                                        and e.payload["alert_id"] == alert_id)
+        assert resolved.payload["reason"] == "acknowledged"  # type: ignore[attr-defined]
+        assert resolved.metadata["causation_id"] == str(ack.event_id)  # type: ignore[attr-defined]
+        await reading(11, WELL)
+        await wait_for_event(store, lambda e: e.event_type == "VitalsObserved" and e.occurred_at.timestamp()
+                             >= (now + 11_000) / 1000)
+        assert [e.event_type for e in await store.read_stream("patient-pA")
+                if e.payload.get("alert_id") == alert_id] == ["AlertRaised", "AlertResolved"]
+    finally:
+        worker.stop()
+        await producer.stop()
+        await store.close()

@@ -75,7 +75,10 @@ def test_a_restored_state_gives_exactly_the_same_events() -> None:
     _, straight = run(items)
     state, first = run(items[:17])
     assert state is not None
-    _, rest = run(items[17:], EcgPatient.restore(state.snapshot()), first_offset=17)
+    state.commands_through = 77
+    restored = EcgPatient.restore(state.snapshot())
+    assert restored.commands_through == 77
+    _, rest = run(items[17:], restored, first_offset=17)
     assert first + rest == straight
     assert any(e.event_type == "AlertRaised" for e in straight)
 
@@ -115,8 +118,9 @@ def test_a_snapshot_from_before_the_start_time_was_kept_still_restores() -> None
     assert state is not None
     old = unpack(state.snapshot())
     del old["last_start_us"]
+    del old["commands_through"]
     restored = EcgPatient.restore(pack(old))
-    assert restored.last_start_us is None
+    assert restored.last_start_us is None and restored.commands_through == 0
     restored, _ = process_chunk(restored, chunks(4)[3], SourceRef("ecg", 0, 3))  # no check until the next chunk
     assert restored.last_start_us == T0_US + 3_000_000
 

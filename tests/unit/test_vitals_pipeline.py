@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from datetime import UTC, datetime, timedelta
 
 from detectors.alarm_limits import default_limits
@@ -71,9 +73,12 @@ def test_complete_readings_are_scored_and_high_risk_alarms() -> None:
 
 def test_patient_state_round_trips() -> None:
     state, _ = vitals_to_events(vitals(150), SourceRef("v", 0, 1), fresh(), ENGINE)
-    p = VitalsPatient(state, 1, 1000)
+    p = VitalsPatient(state, 1, 1000, 4321)
     back = VitalsPatient.decode(p.encode())
-    assert (back.offset, back.last_ts_ms, back.alarms) == (1, 1000, state)
+    assert (back.offset, back.last_ts_ms, back.alarms, back.commands_through) == (1, 1000, state, 4321)
+    older = json.loads(p.encode())
+    del older["commands_through"]  # a checkpoint from before commands were tracked
+    assert VitalsPatient.decode(json.dumps(older).encode()).commands_through == 0
 
 
 def test_ids_are_uuid5_of_the_source_and_index() -> None:
