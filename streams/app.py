@@ -486,4 +486,9 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     app = build_app(cfg)
     if not cfg.embedded_broker:  # the demo's Tansu broker runs one worker; Faust declares its topics
         asyncio.run(declare_topics(cfg, app))
-    Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's start-up spinner puts the root logger at DEBUG (a handler that turns the
+    # spinner on every record), and it stays there: every library's debug call then
+    # builds a log record (hundreds a second from aiokafka). No spinner, no DEBUG.
+    worker.spinner = None
+    worker.execute_from_commandline()
