@@ -360,26 +360,36 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         down or the partition moved). Commands sit in the ``limits-<patient>`` stream and
         the ``alert-<id>`` stream of each alarm. Under the follower's lock, and the state
         is held from then on, so a command comes either from here or from the follower."""
-        async with commands_lock:
-            if not command_reader:
-                command_reader.append(await PostgresRecorder.connect(cfg.database_url, max_size=2))
-            reader = command_reader[0]
-            streams = [f"limits-{patient}", *(f"alert-{a.alert_id}" for a in state.alarms.alarms.values())]
-            missed: list[Any] = []
-            for name in streams:
-                missed += [e for e in await reader.read_stream(name) if e.position > state.commands_through]
-            missed.sort(key=lambda e: e.position)
-            new_events: list[NewEvent] = []
-            for event in missed:
-                found = command_of(event)
-                if found is not None:
-                    state.alarms, produced = apply_command(engine, state.alarms, found[1], event, key)
-                    new_events += produced
-                state.commands_through = event.position
-            if new_events:
-                await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
-            else:
-                states.hold(key, partition, state)
+        while True:
+            try:
+                async with commands_lock:
+                    await give_missed(states, key, partition, state, patient)
+                return
+            except EventStoreError as e:  # the database is down: this patient waits, as the sink would
+                log.warning("catching up %s on care-team commands: %s; retrying in 2 s", key, e)
+                await asyncio.sleep(2.0)
+
+    async def give_missed(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
+        """`caught_up`'s work, under the lock: read, give in log order, hold the state."""
+        if not command_reader:
+            command_reader.append(await PostgresRecorder.connect(cfg.database_url, max_size=2))
+        reader = command_reader[0]
+        streams = [f"limits-{patient}", *(f"alert-{a.alert_id}" for a in state.alarms.alarms.values())]
+        missed: list[Any] = []
+        for name in streams:
+            missed += [e for e in await reader.read_stream(name) if e.position > state.commands_through]
+        missed.sort(key=lambda e: e.position)
+        new_events: list[NewEvent] = []
+        for event in missed:
+            found = command_of(event)
+            if found is not None:
+                state.alarms, produced = apply_command(engine, state.alarms, found[1], event, key)
+                new_events += produced
+            state.commands_through = event.position
+        if new_events:
+            await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
+        else:
+            states.hold(key, partition, state)
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_commands() -> None:
@@ -396,9 +406,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                         if found is None:
                             continue
                         patient, command = found
-                        # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
-                        await give(vitals_states, engine, patient, 1, command, event)
-                        await give(ecg_states, engine, patient, 0, command, event)
+                        async with commands_lock:  # not while a state is being caught up
+                            # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
+                            await give(vitals_states, engine, patient, 1, command, event)
+                            await give(ecg_states, engine, patient, 0, command, event)
                 except EventStoreError as e:  # e.g. the database is down: resume from the last position read
                     log.warning("following care-team commands: %s; retrying in 2 s", e)
                     await asyncio.sleep(2.0)
