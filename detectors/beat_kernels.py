@@ -4,10 +4,10 @@ expressions they replace.
 The beat features were defined (and the models trained) with numpy. Computed with
 plain loops, a sum comes out differently in the last bits, and that can flip which
 alignment shift wins or move a feature across a threshold the model learned. So these
-kernels add numbers in exactly numpy's order: `_sum` is numpy's pairwise summation
-for contiguous float64 (eight running sums per block of up to 128 values, blocks
-halved above that), a mean is that sum divided by the count, and a median is the
-middle value, or the two middle values added and halved. The tests compare every
+kernels add numbers in exactly numpy's order: sums go through
+`processors.kernels.pairwise_sum` (numpy's pairwise summation, as the quality index
+and the VF detector use it), a mean is that sum divided by the count, and a median
+is the middle value, or the two middle values added and halved. The tests compare every
 kernel with its numpy expression, and whole feature rows with rows computed the
 numpy way.
 
@@ -22,81 +22,31 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from processors.kernels import pairwise_sum
+
 __all__ = ["beat_row", "corr", "best_shift", "column_medians", "mean", "median"]
-
-
-_BLOCK = 128
-"""numpy sums up to this many values in one unrolled loop, and splits longer runs in two."""
-_MAX_SUM = 248
-"""The longest run one split leaves in blocks of at most `_BLOCK`."""
-
-
-@numba.njit(cache=True, nogil=True)
-def _block(a: npt.NDArray[np.float64], lo: int, n: int) -> float:  # pragma: no cover - compiled
-    """numpy's sum of ``a[lo:lo + n]``, ``n <= 128``: eight running sums, then the rest."""
-    if n < 8:
-        res = 0.0
-        for i in range(n):
-            res += a[lo + i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = 8
-    whole = n - n % 8
-    while i < whole:
-        j = lo + i
-        r0 += a[j]
-        r1 += a[j + 1]
-        r2 += a[j + 2]
-        r3 += a[j + 3]
-        r4 += a[j + 4]
-        r5 += a[j + 5]
-        r6 += a[j + 6]
-        r7 += a[j + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        res += a[lo + i]
-        i += 1
-    return float(res)
-
-
-@numba.njit(cache=True, nogil=True)
-def _sum(a: npt.NDArray[np.float64], lo: int, n: int) -> float:  # pragma: no cover - compiled
-    """numpy's ``a[lo:lo + n].sum()`` for float64 (pairwise summation), ``n <= 248``:
-    up to 128 values in one block, more split once in two blocks, as numpy splits them.
-
-    (numpy recurses for longer runs; numba's on-disk cache cannot reload a recursive
-    function, the process crashes, and no feature sums more than 141 values.)"""
-    if n > _MAX_SUM:
-        raise ValueError("_sum: more than 248 values")
-    if n <= _BLOCK:
-        return _block(a, lo, n)
-    half = n // 2
-    half -= half % 8
-    return _block(a, lo, half) + _block(a, lo + half, n - half)
 
 
 @numba.njit(cache=True, nogil=True)
 def mean(values: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
-    """``np.mean(values)`` of a non-empty 1-D float64 array of up to 248 values."""
-    return float(_sum(values, 0, values.shape[0]) / values.shape[0])
+    """``np.mean(values)`` of a non-empty 1-D float64 array."""
+    return float(pairwise_sum(values, 0, values.shape[0]) / values.shape[0])
 
 
 @numba.njit(cache=True, nogil=True)
 def _corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: int, n: int,
           scratch: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
     """`corr`, with room for three times ``n`` values given (no allocation)."""
-    ma = _sum(a, a0, n) / n
-    mb = _sum(b, b0, n) / n
+    ma = pairwise_sum(a, a0, n) / n
+    mb = pairwise_sum(b, b0, n) / n
     for i in range(n):
         da = a[a0 + i] - ma
         db = b[b0 + i] - mb
         scratch[i] = da * da
         scratch[n + i] = db * db
         scratch[2 * n + i] = da * db
-    den = np.sqrt(_sum(scratch, 0, n) * _sum(scratch, n, n))
-    return _sum(scratch, 2 * n, n) / den if den > 1e-12 else 0.0
+    den = np.sqrt(pairwise_sum(scratch, 0, n) * pairwise_sum(scratch, n, n))
+    return pairwise_sum(scratch, 2 * n, n) / den if den > 1e-12 else 0.0
 
 
 @numba.njit(cache=True, nogil=True)
@@ -239,13 +189,13 @@ def _width(grid: npt.NDArray[np.float64]) -> tuple[float, float]:  # pragma: no 
                 first = i
             last = i
     energy = slope * slope
-    near = _sum(energy, _K150 - _K40, 2 * _K40)
-    return float((last - first + 1) * STEP_MS), near / _sum(energy, 0, n)
+    near = pairwise_sum(energy, _K150 - _K40, 2 * _K40)
+    return float((last - first + 1) * STEP_MS), near / pairwise_sum(energy, 0, n)
 
 
 @numba.njit(cache=True, nogil=True)
 def _abs_sum(a: npt.NDArray[np.float64], lo: int, hi: int) -> float:  # pragma: no cover - compiled
-    return _sum(np.abs(a[lo:hi]), 0, hi - lo)
+    return pairwise_sum(np.abs(a[lo:hi]), 0, hi - lo)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -261,7 +211,7 @@ def _rms(d: npt.NDArray[np.float64], lo: int, hi: int) -> float:  # pragma: no c
     sq = np.empty(hi - lo)
     for i in range(lo, hi):
         sq[i - lo] = d[i] * d[i]
-    return float(np.sqrt(_sum(sq, 0, hi - lo) / (hi - lo)))
+    return float(np.sqrt(pairwise_sum(sq, 0, hi - lo) / (hi - lo)))
 
 
 @numba.njit(cache=True, nogil=True)

@@ -346,12 +346,16 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         for key, partition, state in states.keys_of(lambda k: k.split("/", 1)[part] == patient):
             if event.position <= state.commands_through:
                 continue  # given already, when the state was caught up
-            state.alarms, new_events = apply_command(eng, state.alarms, command, event, key)
-            state.commands_through = event.position
+            new_events = given(eng, state, command, event, key)
             await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
 
+    def given(eng: AlarmEngine, state: Any, command: Any, event: Any, key: str) -> list[NewEvent]:
+        """Give ``state`` (vitals or ECG) the command of log ``event``; the events it causes."""
+        state.alarms, new_events = apply_command(eng, state.alarms, command, event, key)
+        state.commands_through = event.position
+        return new_events
+
     commands_lock = asyncio.Lock()  # the follower's hand-over and a state's catch-up, one at a time
-    command_reader: list[PostgresRecorder] = []
 
     async def caught_up(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
         """Before ``key``'s state (restored from a checkpoint, or new) takes its first
@@ -371,20 +375,17 @@ def build_app(cfg: WorkerConfig) -> faust.App:
 
     async def give_missed(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
         """`caught_up`'s work, under the lock: read, give in log order, hold the state."""
-        if not command_reader:
-            command_reader.append(await PostgresRecorder.connect(cfg.database_url, max_size=2))
-        reader = command_reader[0]
+        store = (await the_sink()).recorder
         streams = [f"limits-{patient}", *(f"alert-{a.alert_id}" for a in state.alarms.alarms.values())]
         missed: list[Any] = []
         for name in streams:
-            missed += [e for e in await reader.read_stream(name) if e.position > state.commands_through]
+            missed += [e for e in await store.read_stream(name) if e.position > state.commands_through]
         missed.sort(key=lambda e: e.position)
         new_events: list[NewEvent] = []
         for event in missed:
             found = command_of(event)
             if found is not None:
-                state.alarms, produced = apply_command(engine, state.alarms, found[1], event, key)
-                new_events += produced
+                new_events += given(engine, state, found[1], event, key)
             state.commands_through = event.position
         if new_events:
             await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))

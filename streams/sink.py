@@ -81,6 +81,11 @@ class BatchingSink:
         self._task: asyncio.Task[None] | None = None
         self.stats = SinkStats()
 
+    @property
+    def recorder(self) -> PostgresRecorder:
+        """The store this sink appends to (its pool also serves the worker's reads)."""
+        return self._recorder
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="vigil-sink")
 

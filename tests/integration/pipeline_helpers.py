@@ -184,6 +184,27 @@ def assert_same_store(undisturbed: StoreContents, disturbed: StoreContents) -> N
     assert disturbed.waveforms == undisturbed.waveforms
 
 
+def same_stores(undisturbed_url: str, other_url: str, total: int, summaries: int) -> StoreContents:
+    """The other run stored exactly the undisturbed run's events and waveforms, and the
+    undisturbed run holds every reading (``total``) and ECG summary; its contents."""
+    undisturbed = contents(undisturbed_url)
+    assert_same_store(undisturbed, contents(other_url))
+    assert undisturbed.count("VitalsObserved") == total == len(undisturbed.waveforms)
+    assert undisturbed.count("EcgAnalyzed") == summaries  # one summary per 10 s of signal
+    return undisturbed
+
+
+async def dead_letters(bootstrap: str, topics: TopicNames) -> int:
+    """How many messages the dead-letter topic holds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topics.dead_letter, 0)])
+    finally:
+        await consumer.stop()
+    return sum(ends.values())
+
+
 def faust_topics(group: str) -> list[str]:
     """The topics a worker of consumer group ``group`` creates besides the input topics
     and the dead-letter topic: its two table changelogs and Faust's leader topic."""

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
@@ -27,13 +26,13 @@ from detectors.beat_classifier import shared_classifier
 from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,
-    assert_same_store,
     caught_up,
-    contents,
     create_topics,
+    dead_letters,
     faust_topics,
     migrate,
     progress,
+    same_stores,
     scratch_database,
     start_worker,
     stop_all,
@@ -54,16 +53,6 @@ def rows_reach(target: int) -> Callable[[int, int], bool]:
     return lambda vitals, waves: vitals + waves >= target
 
 
-async def dead_letters(bootstrap: str, topics: TopicNames) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        ends = await consumer.end_offsets([TopicPartition(topics.dead_letter, 0)])
-    finally:
-        await consumer.stop()
-    return sum(ends.values())
-
-
 async def finish(feed: WardFeed, bootstrap: str, runs: list[tuple[str, ManagedProcess]], timeout: float = 180) -> int:
     """Publish a last few seconds, then wait until every run's group (``(group, worker)``)
     has committed all of it, so its store is final; return the VitalsObserved expected."""
@@ -79,10 +68,7 @@ def inputs(topics: TopicNames) -> list[TopicPartition]:
 
 
 def check_same(undisturbed_url: str, disturbed_url: str, total: int, seconds: int) -> tuple[int, int]:
-    undisturbed, disturbed = contents(undisturbed_url), contents(disturbed_url)
-    assert_same_store(undisturbed, disturbed)
-    assert undisturbed.count("VitalsObserved") == total == len(undisturbed.waveforms)
-    assert undisturbed.count("EcgAnalyzed") == PATIENTS * (seconds // 10)  # one summary per 10 s of signal
+    undisturbed = same_stores(undisturbed_url, disturbed_url, total, PATIENTS * (seconds // 10))
     # The worker classified the beats, and every summary names the model file that did.
     model = shared_classifier().provenance
     summaries = [json.loads(e[3]) for e in undisturbed.events.values() if e[1] == "EcgAnalyzed"]

@@ -24,20 +24,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,
-    assert_same_store,
     caught_up,
     committed_offsets,
-    contents,
     create_topics,
+    dead_letters,
     group_members,
     migrate,
     progress,
+    same_stores,
     scratch_database,
     start_worker,
     stop_all,
@@ -164,20 +163,11 @@ async def test_workers_joining_and_leaving_lose_and_duplicate_nothing(
         # The changes fell mid-stream: each found input still arriving.
         assert 0 < at_three[0] < at_crash[0] < total, (at_three, at_crash, total)
 
-        undisturbed, scaled = contents(undisturbed_db), contents(scaled_db)
-        assert_same_store(undisturbed, scaled)
-        assert undisturbed.count("VitalsObserved") == total == len(undisturbed.waveforms)
-        assert undisturbed.count("EcgAnalyzed") == PATIENTS * (feed.seconds // 10)  # one summary per 10 s
+        undisturbed = same_stores(undisturbed_db, scaled_db, total, PATIENTS * (feed.seconds // 10))
 
     # Valid input only: nothing may have been dead-lettered (a stale timestamp or
     # sequence here would mean a message was applied twice).
-    consumer = AIOKafkaConsumer(bootstrap_servers=apache_kafka)
-    await consumer.start()
-    try:
-        dead_letters = await consumer.end_offsets([TopicPartition(topics.dead_letter, 0)])
-    finally:
-        await consumer.stop()
-    assert list(dead_letters.values()) == [0]
+    assert await dead_letters(apache_kafka, topics) == 0
     stages = [sorted(len(s) for s in x.values()) for x in (alone, two, three, after_leave, after_crash)]
     print(f"{sent} messages, {len(undisturbed.events)} events, {len(undisturbed.waveforms)} waveforms; "
           f"input partitions per member at 1/2/3/2/1 members: {stages}; w1 exit on SIGTERM {left}", file=sys.stderr)

@@ -7,16 +7,14 @@ only to test against and is not imported by the package.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BeatFeatureStream"]
+from detectors import beat_features
+from detectors.beat_features import FEATURE_NAMES
 
-FEATURE_SET = "vigil-beat-features-2"
-"""Stored in every model's metadata; the classifier refuses a model built on another set."""
+__all__ = ["BeatFeatureStream"]
 
 _PRE_MS, _POST_MS = 250, 450      # window around the peak
 _STEP_MS = 5                      # grid step (box averages of this width)
@@ -33,31 +31,6 @@ _PREMATURE = 0.9                  # beats with a pre-RR under this share of the 
 _TIMES_MS = np.arange(-_PRE_MS - _ALIGN_MS, _POST_MS + _ALIGN_MS + 1, _STEP_MS)  # extended grid
 _M = _ALIGN_MS // _STEP_MS                                                       # extension, grid steps
 _LEN = (_PRE_MS + _POST_MS) // _STEP_MS + 1                                      # the aligned grid
-FEATURE_NAMES: tuple[str, ...] = (
-    # rhythm
-    "pre_local", "post_local", "pre_long", "post_long", "local_long", "post_pre", "pause_local",
-    "irregularity", "irregularity_long", "pre_z", "post_z", "prev_pre_local", "pre_prev", "premature_share",
-    # morphology against the template
-    "template_p", "corr_p", "corr_qrs", "corr_t", "corr_all", "shift_ms", "rms_diff_p", "rms_diff_qrs", "rms_diff_t",
-    "amp_ratio", "pos_ratio", "neg_ratio", "area_ratio", "area_qrs", "slope_ratio", "width_ms", "width_ratio",
-    "slope_spread", "polarity",
-    # rhythm context: the patient's recent on-time beats
-    "p_consistency", "p_consistency_long", "p_noise", "qrs_consistency", "irregularity_on_time",
-)
-"""Column names, in order; ``len(FEATURE_NAMES)`` is the model's input width."""
-
-
-@dataclass(frozen=True, slots=True)
-class BeatRows:
-    """Feature rows released by one call, in beat order."""
-
-    samples: npt.NDArray[np.int64]
-    """Absolute 0-based sample of each beat, as it was given."""
-    features: npt.NDArray[np.float32]
-    """One row per beat, columns as `FEATURE_NAMES`."""
-
-    def __len__(self) -> int:
-        return int(self.samples.shape[0])
 
 
 def _region(name: str) -> slice:
@@ -90,81 +63,22 @@ def _width(grid: npt.NDArray[np.float64]) -> tuple[float, float]:
     return float((above[-1] - above[0] + 1) * _STEP_MS), near / float(energy.sum())
 
 
-class BeatFeatureStream:
-    """``feed(samples, beats)`` -> `BeatRows` for the beats whose features are complete.
-
-    ``samples`` is the next chunk of the lead (mV; any length, possibly empty);
-    ``beats`` are newly found R-peak indices (absolute, 0-based, strictly increasing
-    across calls), which may point into samples fed earlier, as `EcgAnalyzer` releases
-    them late. A beat's row is released once the next beat is known and the signal
-    reaches 450 ms past it; `flush()` releases the rest at the end of a record
-    (their post-RR is then taken equal to the pre-RR). Rows are the same however the
-    record was cut into chunks.
-    """
+class BeatFeatureStream(beat_features.BeatFeatureStream):
+    """The package's stream (feeding, buffering, release), with the numpy arithmetic
+    of the first version for each row and that version's deques for the patient's past."""
 
     def __init__(self, sampling_rate: float) -> None:
-        if not 50.0 <= sampling_rate <= 2000.0:
-            raise ValueError(f"sampling_rate must be 50-2000 Hz, got {sampling_rate}")
-        self._fs = fs = float(sampling_rate)
-        half = _STEP_MS / 2000.0
-        self._pre = int(np.ceil(((_PRE_MS + _ALIGN_MS) / 1000.0 + half) * fs)) + 1  # window start before the peak
-        t = _TIMES_MS / 1000.0
-        self._lo = self._pre + np.round((t - half) * fs).astype(np.int64)
-        self._hi = np.maximum(self._pre + np.round((t + half) * fs).astype(np.int64), self._lo + 1)
-        self._span = int(self._hi[-1])   # window length in samples
-        self._buf = np.zeros(0)
-        self._base = 0                   # absolute index of self._buf[0]
-        self._seen = 0                   # samples fed so far
-        self._pending: deque[int] = deque()
-        self._last_beat = -1             # the last beat given, for the order check
-        self._prev: int | None = None    # the last released beat
-        self._rr: deque[float] = deque(maxlen=_LONG)
-        self._grids: deque[npt.NDArray[np.float64]] = deque(maxlen=_TEMPLATE_BEATS)
+        super().__init__(sampling_rate)
+        self._rr: deque[float] = deque(maxlen=_LONG)  # type: ignore[assignment]
+        self._grids: deque[npt.NDArray[np.float64]] = deque(maxlen=_TEMPLATE_BEATS)  # type: ignore[assignment]
         self._prev_pre_local = 1.0
         self._local = 1.0                # the last beat's local RR (median of the 16 before it)
         # Per-beat values of the recent beats, NaN for premature ones (they would drag
         # an ectopic P wave or a compensatory pause into the patient's baseline).
-        self._corr_p: deque[float] = deque(maxlen=_CONTEXT_LONG)
-        self._rms_p: deque[float] = deque(maxlen=_CONTEXT)
-        self._corr_qrs: deque[float] = deque(maxlen=_CONTEXT)
-        self._pairs: deque[float] = deque(maxlen=_PAIRS)
-
-    @property
-    def sampling_rate(self) -> float:
-        return self._fs
-
-    def feed(self, samples: npt.ArrayLike, beats: Sequence[int] | npt.NDArray[np.int64] = ()) -> BeatRows:
-        x = np.asarray(samples, dtype=np.float64).ravel()
-        if x.shape[0]:
-            self._buf = np.concatenate([self._buf, np.nan_to_num(x)])
-            self._seen += x.shape[0]
-        for b in np.asarray(beats, dtype=np.int64).ravel().tolist():
-            if b <= self._last_beat:
-                raise ValueError(f"beats must be strictly increasing: {b} after {self._last_beat}")
-            self._pending.append(b)
-            self._last_beat = b
-        post = self._span - self._pre
-        out: list[tuple[int, npt.NDArray[np.float64]]] = []
-        while len(self._pending) >= 2 and self._pending[0] + post <= self._seen:
-            b = self._pending.popleft()
-            out.append((b, self._row(b, self._pending[0])))
-        self._trim()
-        return _pack(out)
-
-    def flush(self) -> BeatRows:
-        """Release every beat still waiting (end of record), windows padded with the last sample."""
-        out = []
-        while self._pending:
-            b = self._pending.popleft()
-            out.append((b, self._row(b, self._pending[0] if self._pending else None)))
-        return _pack(out)
-
-    def _trim(self) -> None:
-        keep_from = (self._pending[0] if self._pending else self._seen) - self._pre
-        drop = keep_from - self._base
-        if drop > 8192:  # amortised: do not copy the buffer on every chunk
-            self._buf = self._buf[drop:]
-            self._base += drop
+        self._corr_p: deque[float] = deque(maxlen=_CONTEXT_LONG)  # type: ignore[assignment]
+        self._rms_p: deque[float] = deque(maxlen=_CONTEXT)  # type: ignore[assignment]
+        self._corr_qrs: deque[float] = deque(maxlen=_CONTEXT)  # type: ignore[assignment]
+        self._pairs: deque[float] = deque(maxlen=_PAIRS)  # type: ignore[assignment]
 
     def _grid(self, b: int) -> npt.NDArray[np.float64]:
         """Box averages on the extended 5 ms grid; the window is padded with the
@@ -179,7 +93,7 @@ class BeatFeatureStream:
 
     def _rhythm(self, b: int, nxt: int | None) -> list[float]:
         fs = self._fs
-        pre = (b - self._prev) / fs if self._prev is not None else None
+        pre = (b - self._prev) / fs if self._prev >= 0 else None  # (-1: no beat yet)
         post = (nxt - b) / fs if nxt is not None else None
         rr_pre = pre if pre is not None else (post if post is not None else 0.8)
         rr_post = post if post is not None else rr_pre
@@ -285,19 +199,3 @@ def _nanmedian(values: deque[float], last: int, default: float) -> float:
     """Median of the last ``last`` values that are not NaN, or ``default`` if there are none."""
     kept = [v for v in list(values)[-last:] if v == v]
     return float(np.median(kept)) if kept else default
-
-
-def _pack(out: list[tuple[int, npt.NDArray[np.float64]]]) -> BeatRows:
-    if not out:
-        return BeatRows(np.empty(0, dtype=np.int64), np.empty((0, len(FEATURE_NAMES)), dtype=np.float32))
-    rows = np.stack([r for _, r in out]).astype(np.float32)
-    return BeatRows(np.array([b for b, _ in out], dtype=np.int64), rows)
-
-
-def beat_features(signal: npt.ArrayLike, beats: npt.ArrayLike, *, sampling_rate: float) -> BeatRows:
-    """Rows for every beat of a whole record (one `feed` and a `flush`)."""
-    stream = BeatFeatureStream(sampling_rate)
-    first = stream.feed(signal, np.asarray(beats, dtype=np.int64))
-    rest = stream.flush()
-    return BeatRows(np.concatenate([first.samples, rest.samples]),
-                    np.concatenate([first.features, rest.features]))
