@@ -19,7 +19,8 @@ does for those messages that is pure:
              waveform rows' source JSON
 
 and prints CPU time (``time.process_time``, so other processes on the machine do not
-count) in ms per patient-second for each and in total, plus what a restore costs
+count) in ms per patient-second for each and in total, the CPU of the median and the
+busiest ward second, plus what a restore costs
 (after a crash or a rebalance; not in the total). Messages are generated before
 timing starts; the first ``--warmup`` seconds are processed but not timed (numba
 compilation, learning periods). With ``--profile``, a cProfile of the timed part,
@@ -90,6 +91,7 @@ class Worker:
         self.head = 0
         self.head_hash = GENESIS
         self.versions: dict[str, int] = {}
+        self.seconds: list[float] = []  # CPU of each timed ward second, all components
 
     def second(self, t: int, messages: list[tuple[str, bytes, bytes]], timed: bool) -> None:
         clock = time.process_time
@@ -138,6 +140,7 @@ class Worker:
         self._sink(items)
         c4 = clock()
         if timed:
+            self.seconds.append(c4 - c0)
             self.cpu["decode"] += c1 - c0
             self.cpu["ecg"] += ecg_cpu
             self.cpu["vitals"] += vitals_cpu
@@ -207,6 +210,9 @@ def main() -> None:
     for name in COMPONENTS:
         print(f"{name:<10} {1000 * worker.cpu[name] / patient_seconds:22.4f}")
     print(f"{'total':<10} {1000 * sum(worker.cpu.values()) / patient_seconds:22.4f}")
+    busy = sorted(worker.seconds)
+    print(f"per ward second: median {1000 * busy[len(busy) // 2]:.0f} ms, busiest {1000 * busy[-1]:.0f} ms of CPU "
+          f"(a second that needs more than the worker has delays every message behind it)")
     print(f"restore    {1000 * worker.restore_s / max(worker.restores, 1):22.4f} ms per patient, ECG and vitals "
           f"(after a crash or rebalance; not in the total)")
     print(f"snapshots: {worker.snapshot_bytes / max(worker.snapshots, 1):.0f} bytes on average; events per "

@@ -67,8 +67,8 @@ def inputs(topics: TopicNames) -> list[TopicPartition]:
     return [TopicPartition(t, p) for t in (topics.vitals, topics.ecg, topics.fhir) for p in range(PARTITIONS)]
 
 
-def check_same(undisturbed_url: str, disturbed_url: str, total: int, seconds: int) -> tuple[int, int]:
-    undisturbed = same_stores(undisturbed_url, disturbed_url, total, PATIENTS * (seconds // 10))
+def check_same(undisturbed_url: str, disturbed_url: str, total: int) -> tuple[int, int]:
+    undisturbed = same_stores(undisturbed_url, disturbed_url, total)
     # The worker classified the beats, and every summary names the model file that did.
     model = shared_classifier().provenance
     summaries = [json.loads(e[3]) for e in undisturbed.events.values() if e[1] == "EcgAnalyzed"]
@@ -115,7 +115,7 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
         # Every kill fell mid-run, after progress of its own.
         assert len(at_kill) == 5 and all(v + w < 2 * total for v, w in at_kill), at_kill
         assert [sum(p) for p in at_kill] == sorted({sum(p) for p in at_kill}), at_kill
-        events, waves = check_same(undisturbed_db, killed_db, total, feed.seconds)
+        events, waves = check_same(undisturbed_db, killed_db, total)
     assert await dead_letters(apache_kafka, topics) == 0
     print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}", file=sys.stderr)
 
@@ -168,7 +168,7 @@ async def test_losing_one_of_three_brokers_loses_nothing(
             single = worker(undisturbed_db, "a")
             await caught_up(cluster.bootstrap, groups["a"], inputs(topics), 180, single)
             await stop_all(workers)
-            events, waves = check_same(undisturbed_db, hurt_db, total, feed.seconds)
+            events, waves = check_same(undisturbed_db, hurt_db, total)
 
         admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
         await admin.start()
@@ -223,7 +223,7 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
             total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", hurt)])
             assert hurt.running(), hurt.log_tail()
             await stop_all(workers)
-            events, waves = check_same(undisturbed_db, pg.url, total, feed.seconds)
+            events, waves = check_same(undisturbed_db, pg.url, total)
     finally:
         await feed.stop()
         await stop_all(workers)

@@ -9,7 +9,7 @@ import pytest
 from event_store.events import NewEvent
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
-from streams.ecg_pipeline import EcgPatient, process_chunk, waveform_of
+from streams.ecg_pipeline import SUMMARY_S, EcgPatient, first_summary_s, process_chunk, waveform_of
 from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef
@@ -45,6 +45,23 @@ def test_summaries_every_ten_seconds_of_sinus_rhythm() -> None:
     assert last["heart_rate"] is not None and abs(last["heart_rate"] - 72) < 4
     assert last["beats"] >= 10 and last["usable_beats"] == last["beats"]
     assert not [e for e in events if e.event_type == "AlertRaised"]  # clean sinus rhythm raises nothing
+
+
+def test_a_chains_first_summary_comes_after_its_own_share_of_the_period() -> None:
+    from dataclasses import replace
+
+    firsts = [first_summary_s(f"bed-{i}", "II") for i in range(1000)]
+    counts = [firsts.count(s) for s in range(1, SUMMARY_S + 1)]
+    assert sum(counts) == 1000 and min(counts) >= 60  # 1 to 10 s, spread over the ward
+    # Two patients whose chains start together summarise in different seconds.
+    a, b = next((f"bed-{i}", f"bed-{j}") for i in range(50) for j in range(50)
+                if first_summary_s(f"bed-{i}", "II") == 3 and first_summary_s(f"bed-{j}", "II") == 8)
+    for patient, first in ((a, 3), (b, 8)):
+        _, events = run([replace(c, patient_id=patient) for c in chunks(30)])
+        ends = [round(e.occurred_at.timestamp() - T0_US / 1e6) for e in events if e.event_type == "EcgAnalyzed"]
+        assert ends == list(range(first, 31, SUMMARY_S))
+        spans = [e.payload for e in events if e.event_type == "EcgAnalyzed"]
+        assert spans[0]["from"].startswith("2025-11-26T02:00:00")  # the first covers the chain from its start
 
 
 def test_asystole_raises_a_high_priority_alarm() -> None:
