@@ -23,8 +23,9 @@ and the bookkeeping that makes the stream trustworthy:
   after 1 to `SUMMARY_S` s, by patient and lead (`first_summary_s`), so that a ward
   whose chains start together (a demo, a bench, every device back after a network
   outage) does not summarise, classify and compute HRV for every patient in the same
-  second, every 10 s (400 beds in `bench/worker_cpu.py`: the busiest second took
-  492 ms of CPU with every first summary at 10 s, 396 ms spread; a median one 240);
+  second, every 10 s (`bench/worker_cpu.py --patients 400 --checkpoint 1000`, two
+  runs each: the busiest second took 360-379 ms of CPU with every first summary at
+  10 s, 306-345 ms spread; a median second 190-212 ms);
 - the source offset of the last chunk applied, so that a worker that restarts from
   a checkpoint and sees a chunk again skips it.
 
