@@ -3,6 +3,8 @@ and a restored state that carries on exactly."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -48,8 +50,6 @@ def test_summaries_every_ten_seconds_of_sinus_rhythm() -> None:
 
 
 def test_a_chains_first_summary_comes_after_its_own_share_of_the_period() -> None:
-    from dataclasses import replace
-
     firsts = [first_summary_s(f"bed-{i}", "II") for i in range(1000)]
     counts = [firsts.count(s) for s in range(1, SUMMARY_S + 1)]
     assert sum(counts) == 1000 and min(counts) >= 60  # 1 to 10 s, spread over the ward
