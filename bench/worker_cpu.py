@@ -57,9 +57,8 @@ from event_store.base import assign, chain, prepare  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.integrity import GENESIS  # noqa: E402
 from event_store.waveforms import WaveformChunk  # noqa: E402
-from streams.ecg_pipeline import warm_up  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
-from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, waveform_of  # noqa: E402
+from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, warm_up, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import Rejected, decode_vitals  # noqa: E402

@@ -44,7 +44,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -52,7 +52,7 @@ from faust.types import TP
 
 from detectors.alarm_limits import default_limits
 from detectors.alarms import AlarmEngine
-from detectors.beat_classifier import BeatClassifier, shared_classifier
+from detectors.beat_classifier import BeatClassifier, Variant, shared_classifier
 from event_store.events import NewEvent
 from event_store.exceptions import EventStoreError
 from event_store.postgres import PostgresRecorder
@@ -118,7 +118,7 @@ def beat_classifier(cfg: WorkerConfig) -> BeatClassifier | None:
         return None
     if cfg.beat_model not in ("fp32", "int8"):
         raise ValueError(f"beat_model must be fp32, int8 or None, got {cfg.beat_model!r}")
-    return shared_classifier("int8" if cfg.beat_model == "int8" else "fp32")
+    return shared_classifier(cast(Variant, cfg.beat_model))
 
 
 def build_app(cfg: WorkerConfig) -> faust.App:
