@@ -2,7 +2,7 @@
 
     vigil demo [--patients N] [--duration S]    the live demo on embedded services
     vigil services [--kafka apache|tansu] [--brokers 1|3]
-    vigil worker [--partitions N] [--beat-model fp32|int8|off]   the Faust stream worker
+    vigil worker [--partitions N] [--beat-model fp32|int8|off] [--loglevel L]   the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
     vigil db migrate
@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                              "a group must agree, and it bounds how many workers get a share")
     worker.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
                         help="the ONNX beat classifier every ECG beat goes through (default fp32; off: none)")
+    worker.add_argument("--loglevel", choices=("debug", "info", "warn", "error"),
+                        default=os.environ.get("VIGIL_WORKER_LOGLEVEL", "warn"),
+                        help="the worker's log level (default warn, or $VIGIL_WORKER_LOGLEVEL)")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
     sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
     sim.add_argument("--patients", type=int, default=8)
@@ -206,7 +210,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             partitions=args.partitions,
             datadir=str(datadir),
             beat_model=None if args.beat_model == "off" else args.beat_model,
-        ))
+        ), loglevel=args.loglevel)
         return 0
     if args.command == "gateway":
         return asyncio.run(_gateway(settings))
