@@ -21,8 +21,11 @@ Exactly-once effect, without Kafka transactions (the embedded broker has none):
    producer sends one batch per partition at a time), so it never gets ahead of
    them, even after a crash.
 4. When partitions are assigned (a start, a rebalance, a crash of another worker),
-   the worker seeks each input partition to the recovered table's resume offset and
-   makes it the group's committed offset, before Faust seeks to that. Faust's own
+   the worker makes each input partition's resume offset (from the recovered table)
+   the group's committed offset, and seeks there again after Faust's own seek
+   (`streams.kafka_consumer`): Faust and aiokafka skip a committed offset of 0, and a
+   restart that found checkpoints but no resume offset yet (a crash in the first
+   round) was otherwise read from elsewhere. Faust's own
    commits are not trusted for this: with messages acknowledged out of offset
    order, as here, they can pass a message still in flight (faust-streaming #606),
    and Faust's pure-Python stream loop acknowledges the messages it skips during a
@@ -209,7 +212,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         async def recovered() -> None:
             # Faust calls this once the table is recovered, then seeks the input
             # partitions to the group's committed offsets and resumes them: moving the
-            # committed offsets to the table's resume offsets makes that seek land there.
+            # committed offsets to the table's resume offsets makes that seek land there,
+            # and the consumer seeks to them once more after it (`resume_at`).
             # Uses the consumer's raw commit: its public one only commits acknowledged offsets.
             consumer: Any = app.consumer
             offsets = states.resume_offsets({(tp.topic, tp.partition) for tp in consumer.assignment()})
@@ -221,6 +225,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 # Seek as well: Faust's seek skips a committed offset of 0.
                 for tp, offset in tps.items():
                     await consumer.seek(tp, offset)
+                consumer.resume_at.update(tps)
                 if not await consumer._commit(tps):
                     log.warning("could not move the committed offsets to the resume offsets %s "
                                 "(rebalancing again?)", offsets)

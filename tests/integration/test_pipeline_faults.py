@@ -63,6 +63,17 @@ async def finish(feed: WardFeed, bootstrap: str, runs: list[tuple[str, ManagedPr
     return feed.total
 
 
+async def committed(bootstrap: str, group: str) -> int:
+    """The sum of ``group``'s committed offsets on every partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(max(o.offset, 0) for o in offsets.values())
+
+
 def inputs(topics: TopicNames) -> list[TopicPartition]:
     return [TopicPartition(t, p) for t in (topics.vitals, topics.ecg, topics.fhir) for p in range(PARTITIONS)]
 
@@ -96,16 +107,21 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
         await migrate(undisturbed_db, killed_db)
         rng = random.Random(2015)
         at_kill: list[tuple[int, int]] = []
+        committed_at_kill: list[int] = []
         try:
             feed.start()
             single = worker(undisturbed_db, f"{topic_prefix}-a", "a")  # run A, undisturbed
             victim = worker(killed_db, f"{topic_prefix}-b", "b0")  # run B, killed five times
             for k in range(1, 6):
                 # Kill once this incarnation has stored a random 1 to 5 ward seconds' worth
-                # more; the ward is still streaming, so every kill falls mid-run.
+                # more, and then lived a random 0 to 8 s longer (so that some kills fall
+                # before its first full checkpoint round and some after); the ward is
+                # still streaming, so every kill falls mid-run.
                 last = sum(at_kill[-1]) if at_kill else 0
                 await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
+                await asyncio.sleep(rng.uniform(0.0, 8.0))
                 victim.kill()
+                committed_at_kill.append(await committed(apache_kafka, f"{topic_prefix}-b"))
                 at_kill.append(progress(killed_db))
                 victim = worker(killed_db, f"{topic_prefix}-b", f"b{k}")
             total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", victim)])
@@ -115,9 +131,13 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
         # Every kill fell mid-run, after progress of its own.
         assert len(at_kill) == 5 and all(v + w < 2 * total for v, w in at_kill), at_kill
         assert [sum(p) for p in at_kill] == sorted({sum(p) for p in at_kill}), at_kill
+        # Some incarnation got as far as acknowledging a checkpoint round: a later one
+        # resumed from checkpoints, not only from the start of the partitions.
+        assert any(committed_at_kill), committed_at_kill
         events, waves = check_same(undisturbed_db, killed_db, total)
     assert await dead_letters(apache_kafka, topics) == 0
-    print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}", file=sys.stderr)
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}, "
+          f"committed offsets then {committed_at_kill}", file=sys.stderr)
 
 
 async def test_losing_one_of_three_brokers_loses_nothing(
