@@ -12,7 +12,9 @@ does for those messages that is pure:
              `streams.app` (stale check, `VitalsPatient`)
   snapshot   `EcgPatient.snapshot` + `VitalsPatient.encode` once per patient every
              ``--checkpoint`` seconds (the worker's checkpoint interval), so per
-             patient-second it is a fifth of one snapshot by default
+             patient-second it is a fifth of one snapshot by default; spread over
+             the interval as the worker spreads them (`streams.states.share_of`),
+             or all in its last second with ``--burst`` (as before)
   sink       the store's pure steps for one batch of a second's events:
              `streams.sink` request grouping, `event_store.base.prepare` (JSON +
              leaf hash), `assign` and `chain` (rows as COPY takes them), and the
@@ -60,6 +62,7 @@ from event_store.waveforms import WaveformChunk  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
 from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, warm_up, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
+from streams.states import share_of  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import Rejected, decode_vitals  # noqa: E402
 from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events  # noqa: E402
@@ -73,7 +76,8 @@ class Worker:
     """The pure part of `streams.app`'s agents, with a CPU clock per component."""
 
     def __init__(self, topics: TopicNames, engine: AlarmEngine, checkpoint_s: int,
-                 classifier: BeatClassifier | None) -> None:
+                 classifier: BeatClassifier | None, burst: bool = False) -> None:
+        self.burst = burst
         self.classifier = classifier
         self.topics = topics
         self.engine = engine
@@ -126,12 +130,20 @@ class Worker:
                 items.append(SinkItem(events))
                 vitals_cpu += clock() - a
         c2 = clock()
-        if (t + 1) % self.checkpoint_s == 0:
-            for e in self.ecg.values():
+        last_second = (t + 1) % self.checkpoint_s == 0
+
+        def due(key: str) -> bool:
+            if self.burst:
+                return last_second
+            return share_of(key, self.checkpoint_s) == t % self.checkpoint_s
+
+        for key, e in self.ecg.items():
+            if due(key):
                 data = e.snapshot()
                 self.snapshot_bytes += len(data)
                 self.snapshots += 1
-            for v in self.vitals.values():
+        for key, v in self.vitals.items():
+            if due(key):
                 data = v.encode()
                 self.snapshot_bytes += len(data)
                 self.snapshots += 1
@@ -178,6 +190,8 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=60, help="timed seconds")
     p.add_argument("--warmup", type=int, default=30, help="seconds processed before timing starts")
     p.add_argument("--checkpoint", type=int, default=5, help="seconds between snapshots of a patient's state")
+    p.add_argument("--burst", action="store_true",
+                   help="snapshot every patient in the interval's last second, not a share each second")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--profile", action="store_true", help="print a cProfile top 20 of the timed part")
     p.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
@@ -189,11 +203,12 @@ def main() -> None:
     g0 = time.process_time()
     messages = [ward.second(t, START_US) for t in range(total)]
     print(f"worker CPU benchmark: {n} patients, {args.warmup} s warm-up + {args.seconds} s timed, "
-          f"snapshots every {args.checkpoint} s, beat classifier {args.beat_model}; "
+          f"snapshots every {args.checkpoint} s ({'all at once' if args.burst else 'spread'}), "
+          f"beat classifier {args.beat_model}; "
           f"generating the ward took {time.process_time() - g0:.1f} s CPU")
     classifier = None if args.beat_model == "off" else shared_classifier(args.beat_model)
     warm_up(classifier=classifier)
-    worker = Worker(topics, ENGINE, args.checkpoint, classifier)
+    worker = Worker(topics, ENGINE, args.checkpoint, classifier, burst=args.burst)
     for t in range(args.warmup):
         worker.second(t, messages[t], timed=False)
     profiler = cProfile.Profile() if args.profile else None

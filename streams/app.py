@@ -12,7 +12,8 @@ Exactly-once effect, without Kafka transactions (the embedded broker has none):
    (topic, partition, offset, index), so processing a message twice from the same
    state yields the same events, and the store keeps each once.
 2. Per-patient state lives in a changelog-backed Faust table (`streams.states`).
-   It is checkpointed every few seconds, only when the events of every message it
+   It is checkpointed every few seconds (a share of the patients at each tick of
+   the interval), only when the events of every message it
    covers are durable, and those messages are acknowledged only after that. The
    state records the offset of the last message applied to it.
 3. With the checkpoints, the table records each input partition's *resume offset*:
@@ -76,6 +77,9 @@ from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events
 __all__ = ["WorkerConfig", "build_app", "run_worker"]
 
 log = logging.getLogger(__name__)
+
+CHECKPOINT_SHARES = 10
+"""Ticks per checkpoint interval; each writes the keys of one share."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,10 +431,15 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         # A task, not an @app.timer: Faust ends timers as soon as shutdown starts, but
         # shutdown then waits for every unacknowledged message, and only this loop
         # acknowledges them (after checkpointing). As a timer, SIGTERM never finished.
+        # One share of the keys per tick (see `streams.states`): a ward's snapshots do
+        # not all come in one burst every interval.
+        tick = 0
         while True:
-            await asyncio.sleep(cfg.checkpoint_interval)
+            await asyncio.sleep(cfg.checkpoint_interval / CHECKPOINT_SHARES)
+            share = (tick % CHECKPOINT_SHARES, CHECKPOINT_SHARES)
+            tick += 1
             for states in (vitals_states, ecg_states):
-                await states.checkpoint_idle()
+                await states.checkpoint_idle(share=share)
 
     reported: Counter[str] = Counter()
 

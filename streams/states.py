@@ -14,6 +14,13 @@ The protocol (see `streams.app` for why it gives an exactly-once effect):
   are all durable (none in the sink) and has unacknowledged ones: its working
   state now covers exactly the durable messages, so it is written to the table
   (store + changelog), and only then are those messages acknowledged and closed.
+  The worker spreads the writing over the interval: each tick writes one *share*
+  of the keys (`share_of`), and the acknowledgements of the whole round wait for
+  its last share. Acknowledging only once a round, as when every key was written
+  at once, keeps the acknowledgements (and so Faust's commits) on the timeline the
+  crash tests were proven on; only the snapshots' CPU and changelog bytes are
+  spread, which at a large ward came in one burst that delayed every message
+  behind it.
   A message that needs no state change closes once its outcome is safe: at once
   if a checkpoint already covers it (`covered`), when its dead letter is on the
   broker if it was refused (`dead_lettered`).
@@ -43,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
@@ -58,6 +66,12 @@ _RESUME = b"\x00resume\x00"  # table keys of resume offsets; no patient key star
 
 def _resume_key(topic: str, partition: int) -> bytes:
     return _RESUME + f"{topic}\x00{partition}".encode()
+
+
+def share_of(key: str, shares: int) -> int:
+    """The share (0 to ``shares`` - 1) of the checkpoint round that writes ``key``:
+    fixed per key, and even over a ward."""
+    return zlib.crc32(key.encode()) % shares
 
 
 class _OpenOffsets:
@@ -113,6 +127,9 @@ class PatientStates(Generic[S]):
         self._unacked: dict[str, list[tuple[Any, Any]]] = {}     # key -> [(stream, event)] durable, not acked
         self._open: dict[tuple[str, int], _OpenOffsets] = {}     # (topic, partition) -> its open messages
         self._resume_written: dict[tuple[str, int], int] = {}
+        self._written: list[tuple[Any, Any]] = []  # checkpointed this round, acknowledged at its end
+        self._shares: dict[str, int] = {}  # key -> its share, for the `shares` last asked
+        self._share_count = 0
         self._lock = asyncio.Lock()  # one checkpoint at a time (the timer's and a rebalance's)
         self.checkpoints = 0
 
@@ -196,47 +213,69 @@ class PatientStates(Generic[S]):
 
         return done
 
-    async def checkpoint_idle(self, partitions: set[int] | None = None) -> int:
-        """Checkpoint and acknowledge every key whose applied messages are all durable
-        (optionally only keys of ``partitions``), then write the resume offset of each
-        input partition that moved; return how many keys were written. Yields to the
-        event loop between keys, so a large ward does not stall consumption."""
+    async def checkpoint_idle(self, partitions: set[int] | None = None, *,
+                              share: tuple[int, int] | None = None) -> int:
+        """Checkpoint every key whose applied messages are all durable (optionally
+        only keys of ``partitions``), acknowledge what the checkpoints cover, then
+        write the resume offset of each input partition that moved; return how many
+        keys were written. With ``share=(i, n)`` only the keys of share ``i`` of ``n``
+        are written, and their messages are acknowledged when share ``n - 1`` is
+        (the end of the round); without, everything written so far this round is
+        acknowledged too. Yields to the event loop every 50 keys, so a large ward
+        does not stall consumption."""
         async with self._lock:
             written = 0
+            if share is not None and share[1] != self._share_count:
+                self._shares, self._share_count = {}, share[1]
             for key in list(self._unacked):
+                if share is not None:
+                    mine = self._shares.get(key)
+                    if mine is None:
+                        mine = self._shares[key] = share_of(key, share[1])
+                    if mine != share[0]:
+                        continue
                 if self._in_sink[key]:
                     continue
                 hit = self._working.get(key)
                 if hit is not None and partitions is not None and hit[0] not in partitions:
                     continue
-                acks = self._unacked.pop(key)
+                self._written += self._unacked.pop(key)
                 if hit is not None:  # else only `covered` messages: the table has the state already
                     partition, state = hit
                     data = self._encode(state)
                     self._table.data[key.encode()] = data
                     self._table.send_changelog(partition, key.encode(), data)
                     written += 1
-                for stream, event in acks:
-                    await stream.ack(event)
-                    msg = event.message
-                    part = self._open.get((msg.topic, msg.partition))
-                    if part is not None:
-                        part.release(msg.offset)
-                if written and written % 50 == 0:
-                    await asyncio.sleep(0)
-            # After the checkpoints above, in the same changelog partitions: see the module docstring.
-            for (topic, partition), part in self._open.items():
-                if partitions is not None and partition not in partitions:
-                    continue
-                resume = part.resume_at()
-                if resume is None or self._resume_written.get((topic, partition)) == resume:
-                    continue
-                rkey, value = _resume_key(topic, partition), str(resume).encode()
-                self._table.data[rkey] = value
-                self._table.send_changelog(partition, rkey, value)
-                self._resume_written[topic, partition] = resume
+                    if written % 50 == 0:
+                        await asyncio.sleep(0)
             self.checkpoints += written
+            if share is None or share[0] == share[1] - 1:
+                await self._acknowledge(partitions)
             return written
+
+    async def _acknowledge(self, partitions: set[int] | None) -> None:
+        """Acknowledge and close the messages the round's checkpoints cover, then write
+        the resume offsets after them, in the same changelog partitions (see the
+        module docstring)."""
+        acks, self._written = self._written, []
+        for n, (stream, event) in enumerate(acks, 1):
+            await stream.ack(event)
+            msg = event.message
+            part = self._open.get((msg.topic, msg.partition))
+            if part is not None:
+                part.release(msg.offset)
+            if n % 1000 == 0:
+                await asyncio.sleep(0)
+        for (topic, partition), part in self._open.items():
+            if partitions is not None and partition not in partitions:
+                continue
+            resume = part.resume_at()
+            if resume is None or self._resume_written.get((topic, partition)) == resume:
+                continue
+            rkey, value = _resume_key(topic, partition), str(resume).encode()
+            self._table.data[rkey] = value
+            self._table.send_changelog(partition, rkey, value)
+            self._resume_written[topic, partition] = resume
 
     def resume_offsets(self, assigned: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """For each newly assigned ``(topic, partition)`` of this table's topics, the
@@ -262,6 +301,7 @@ class PatientStates(Generic[S]):
             del self._working[key]
             self._in_sink.pop(key, None)
             self._unacked.pop(key, None)
+            self._shares.pop(key, None)
         for tp in [tp for tp in self._open if tp[1] in partitions]:
             del self._open[tp]
             self._resume_written.pop(tp, None)

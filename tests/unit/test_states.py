@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from streams.states import PatientStates
+from streams.states import PatientStates, share_of
 
 pytestmark = pytest.mark.asyncio
 
@@ -204,3 +204,60 @@ async def test_concurrent_checkpoints_do_not_trip_over_each_other() -> None:
     assert sorted(written) == [0, 120]
     assert sorted(stream.acked) == list(range(120))
     assert resumes(table) == [120]
+
+
+async def test_a_round_of_shares_writes_each_key_once_and_acknowledges_at_its_end() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    keys = [f"patient-{i}" for i in range(40)]
+    for offset, key in enumerate(keys):
+        await (await apply(st, stream, key, offset))()
+    shares = 4
+    written = []
+    for i in range(shares):
+        written.append(await st.checkpoint_idle(share=(i, shares)))
+        done = [k for k in keys if share_of(k, shares) <= i]
+        assert sorted(k.decode() for _, k, _ in table.changelog if not k.startswith(b"\x00")) == sorted(done)
+        if i < shares - 1:
+            assert stream.acked == [] and resumes(table) == []  # the round is not over
+    assert sum(written) == len(keys) and all(written)
+    assert sorted(stream.acked) == list(range(40))
+    assert resumes(table) == [40]
+    # The resume offset comes after every checkpoint of the round.
+    assert table.changelog[-1][1].startswith(b"\x00resume")
+
+
+async def test_a_full_checkpoint_acknowledges_what_earlier_shares_wrote() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    keys = [f"patient-{i}" for i in range(20)]
+    for offset, key in enumerate(keys):
+        await (await apply(st, stream, key, offset))()
+    first = await st.checkpoint_idle(share=(0, 5))
+    assert first > 0 and stream.acked == []
+    # A rebalance checkpoints everything at once: the share's keys are not written again.
+    assert await st.checkpoint_idle() == len(keys) - first
+    assert sorted(stream.acked) == list(range(20)) and resumes(table) == [20]
+
+
+async def test_a_key_busy_in_the_sink_waits_for_the_next_round() -> None:
+    table, stream = Table(), Stream()
+    st = states(table)
+    st.resume_offsets([(TOPIC, 0)])
+    durable = await apply(st, stream, "a", 0)
+    for i in range(3):
+        assert await st.checkpoint_idle(share=(i, 3)) == 0
+    assert stream.acked == [] and resumes(table) == []
+    await durable()
+    for i in range(3):
+        await st.checkpoint_idle(share=(i, 3))
+    assert stream.acked == [0] and resumes(table) == [1]
+
+
+async def test_shares_split_a_ward_evenly() -> None:
+    counts = [0] * 10
+    for i in range(1000):
+        counts[share_of(f"device/P{i:04d}", 10)] += 1
+    assert min(counts) >= 70 and max(counts) <= 130, counts
