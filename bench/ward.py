@@ -21,6 +21,11 @@ Printed per N:
 Nothing is asserted; figures only. The worker classifies every beat, as by default
 (``--beat-model off`` measures it without the classifier).
 
+With ``--crash-at S`` the worker is killed (SIGKILL) S measured seconds in and a new
+one started at once; lag is then sampled every second, and a further line gives the
+seconds until it stayed within 1 s of input, and the latency of the alarms that
+occurred from 1 s before the kill until then.
+
     .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
 """
 
@@ -76,7 +81,8 @@ def stored_total(url: str) -> int:
 
 
 async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
-                  profile: Path | None = None, beat_model: str = "fp32") -> None:
+                  profile: Path | None = None, beat_model: str = "fp32", crash_at: int | None = None,
+                  static: bool = False) -> None:
     prefix = f"ward{patients}x{int(time.time())}"
     topics = TopicNames(prefix)
     base, _, _ = server_url.rpartition("/")
@@ -90,6 +96,8 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     env = dict(os.environ) | {"VIGIL_KAFKA_URL": f"kafka://{bootstrap}", "VIGIL_DATABASE_URL": url,
                               "VIGIL_TOPIC_PREFIX": prefix, "VIGIL_WORKER_GROUP": group,
                               "VIGIL_STATE_DIR": str(work / "state")}
+    if static:
+        env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
     await producer.start()
@@ -110,6 +118,9 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     published = 0
     lags: list[float] = []
     cpu0 = busy0 = None
+    cpu_killed = 0.0  # CPU of the worker killed by --crash-at
+    crash_t = None if crash_at is None else warmup + crash_at
+    after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
     t_measure = 0.0
     try:
         for t in range(warmup + seconds):
@@ -118,12 +129,23 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
             await producer.flush()
             if t == warmup:
                 cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()
-            if t > warmup and t % 2 == 0:
+            if t == crash_t:
+                # kill -9 mid-run, and start a new worker at once (as a supervisor would).
+                cpu_killed = cpu_seconds(worker.pid) - (cpu0 or 0.0)
+                worker.kill()
+                worker = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
+                cpu0 = 0.0
+            if crash_t is not None and t > crash_t:
+                lag = (published - stored_total(url)) / (2 * patients)
+                after_crash.append((t - crash_t, lag))
+                if t % 2 == 0:
+                    lags.append(lag)
+            elif t > warmup and t % 2 == 0:
                 done = stored_total(url)
                 lags.append((published - done) / (2 * patients))  # seconds of input
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
-        cpu = cpu_seconds(worker.pid) - (cpu0 or 0.0)
+        cpu = cpu_killed + cpu_seconds(worker.pid) - (cpu0 or 0.0)
         busy1 = machine_busy()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
         drain0 = time.monotonic()
@@ -154,8 +176,28 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         by_type.setdefault(kind, []).append(float(ms))
     for kind, values in sorted(by_type.items(), key=lambda kv: -len(kv[1]))[:6]:
         print(f"           {kind:<18}: {pct(values)}")
+    if crash_t is not None:
+        report_crash(url, start_us, crash_t, after_crash)
     if not every:
         print(f"         no events stored; worker log:\n{log_tail}")
+
+
+def report_crash(url: str, start_us: int, crash_t: int, after_crash: list[tuple[int, float]]) -> None:
+    """After a kill -9 at ward second ``crash_t``: how long until the restarted worker
+    caught up, and what alarm latency the patients saw meanwhile."""
+    behind = after_crash
+    caught = next((s for s, _ in behind if all(lag <= 1.0 for s2, lag in behind if s2 >= s)), None)
+    crash_us = start_us + crash_t * 1_000_000
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT extract(epoch FROM recorded_at - occurred_at) * 1000 FROM events WHERE event_type IN "
+            "('AlertRaised', 'AlertResolved', 'AlertEscalated') AND occurred_at >= to_timestamp(%s) "
+            "AND occurred_at < to_timestamp(%s)",
+            ((crash_us - 1_000_000) / 1e6, (crash_us + 1_000_000 * (caught or len(behind))) / 1e6)).fetchall()
+    print(f"         kill -9 at second {crash_t}: lag max {max((lag for _, lag in behind), default=0.0):5.1f} s, "
+          f"caught up (lag <= 1 s from then on) "
+          f"{'after ' + str(caught) + ' s' if caught is not None else 'NOT within the run'}; alarms occurring "
+          f"from 1 s before the kill until then: {pct([float(ms) for (ms,) in rows])}", flush=True)
 
 
 def main() -> None:
@@ -166,7 +208,14 @@ def main() -> None:
     p.add_argument("--profile", type=Path, help="run the worker under cProfile, writing worker-N.prof here")
     p.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
                    help="the worker's beat classifier (vigil worker --beat-model; default fp32, as the worker)")
+    p.add_argument("--crash-at", type=int, metavar="S",
+                   help="kill -9 the worker S measured seconds in, start a new one at once, and report how long "
+                        "it took to catch up")
+    p.add_argument("--static", action="store_true",
+                   help="give the worker a static group membership id (VIGIL_WORKER_INSTANCE), kept on restart")
     args = p.parse_args()
+    if args.crash_at is not None and not 0 <= args.crash_at < args.seconds:
+        p.error("--crash-at must fall within the measured seconds")
     sizes = [int(n) for n in args.patients.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -178,7 +227,7 @@ def main() -> None:
                   f"beat classifier {args.beat_model}")
             for n in sizes:
                 asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile,
-                                    args.beat_model))
+                                    args.beat_model, args.crash_at, args.static))
         finally:
             kafka.stop()
             pg.stop()

@@ -207,6 +207,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             hr_high_limit=settings.hr_high_limit,
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
+            instance_id=settings.worker_instance,
             partitions=args.partitions,
             datadir=str(datadir),
             beat_model=None if args.beat_model == "off" else args.beat_model,

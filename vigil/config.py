@@ -106,6 +106,9 @@ class Settings:
     """Default heart-rate upper alarm limit, bpm (thin slice; per-patient limits come later)."""
     worker_group: str | None
     """Consumer group (Faust app id) of the worker; default ``<prefix>-worker``."""
+    worker_instance: str | None
+    """Static group membership id of the worker (``VIGIL_WORKER_INSTANCE``; see
+    `streams.app.WorkerConfig.instance_id`); default none (dynamic membership)."""
     kafka_embedded: bool
     """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
 
@@ -130,6 +133,7 @@ class Settings:
             topic_prefix=prefix,
             hr_high_limit=_int(env, "VIGIL_HR_HIGH_LIMIT", 130, 30, 300),
             worker_group=env.get("VIGIL_WORKER_GROUP") or None,
+            worker_instance=env.get("VIGIL_WORKER_INSTANCE") or None,
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
         )
 

@@ -95,3 +95,8 @@ def test_an_unreachable_database_is_one_line_not_a_traceback() -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("vigil: connect: database unreachable"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_worker_instance_id_for_static_membership() -> None:
+    assert Settings.from_env({}).worker_instance is None
+    assert Settings.from_env({"VIGIL_WORKER_INSTANCE": "worker-a"}).worker_instance == "worker-a"
