@@ -29,6 +29,7 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.structs import TopicPartition
 
 from event_store.postgres import PostgresRecorder
+from streams.app import CHANGELOG_CONFIG
 from streams.ecg_pipeline import SUMMARY_S, first_summary_s
 from streams.topics import TopicNames
 from streams.ward import SimulatedWard
@@ -226,14 +227,15 @@ def faust_topics(group: str) -> list[str]:
 
 async def create_topics(bootstrap: str, topics: Mapping[str, int], *, replication: int = 1,
                         compacted: Sequence[str] = ()) -> None:
-    """Create ``name -> partitions`` topics (``compacted`` ones with cleanup.policy=compact,
-    as Faust makes changelogs) and wait until every partition has a leader."""
+    """Create ``name -> partitions`` topics (``compacted`` ones configured as the worker
+    makes its changelogs, `streams.app.CHANGELOG_CONFIG`) and wait until every
+    partition has a leader."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         response = await admin.create_topics([
             NewTopic(name, partitions, replication,
-                     topic_configs={"cleanup.policy": "compact"} if name in compacted else {})
+                     topic_configs=dict(CHANGELOG_CONFIG) if name in compacted else {})
             for name, partitions in topics.items()])
         errors = [(t, code, msg) for t, code, msg in response.topic_errors if code not in (0, 36)]  # 36: exists
         assert not errors, errors
