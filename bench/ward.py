@@ -182,10 +182,10 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         print(f"         no events stored; worker log:\n{log_tail}")
 
 
-def report_crash(url: str, start_us: int, crash_t: int, after_crash: list[tuple[int, float]]) -> None:
-    """After a kill -9 at ward second ``crash_t``: how long until the restarted worker
-    caught up, and what alarm latency the patients saw meanwhile."""
-    behind = after_crash
+def report_crash(url: str, start_us: int, crash_t: int, behind: list[tuple[int, float]]) -> None:
+    """After a kill -9 at ward second ``crash_t`` (``behind``: seconds since it, lag):
+    how long until the restarted worker caught up, and what alarm latency the
+    patients saw meanwhile."""
     caught = next((s for s, _ in behind if all(lag <= 1.0 for s2, lag in behind if s2 >= s)), None)
     crash_us = start_us + crash_t * 1_000_000
     with psycopg.connect(url) as conn:
