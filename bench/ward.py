@@ -135,14 +135,14 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
                 worker.kill()
                 worker = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
                 cpu0 = 0.0
-            if crash_t is not None and t > crash_t:
-                lag = (published - stored_total(url)) / (2 * patients)
-                after_crash.append((t - crash_t, lag))
-                if t % 2 == 0:
+            since_crash = t - crash_t if crash_t is not None and t > crash_t else None  # sampled every second
+            sampled = t > warmup and t % 2 == 0
+            if sampled or since_crash is not None:
+                lag = (published - stored_total(url)) / (2 * patients)  # seconds of input
+                if since_crash is not None:
+                    after_crash.append((since_crash, lag))
+                if sampled:
                     lags.append(lag)
-            elif t > warmup and t % 2 == 0:
-                done = stored_total(url)
-                lags.append((published - done) / (2 * patients))  # seconds of input
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
         cpu = cpu_killed + cpu_seconds(worker.pid) - (cpu0 or 0.0)

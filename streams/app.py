@@ -87,7 +87,7 @@ reads its changelog partitions whole, and Kafka compacts only closed segments: w
 its default 1 GiB segments, at 1,000 beds (about 2 MB/s of snapshots per partition)
 a partition would hold up to a few GB of superseded snapshots, which a restart reads
 at about 130 MB/s here (225 MB in 1.7 s, bench/ward.py --crash-at). 32 MiB segments
-close every few seconds at that rate, so the log cleaner keeps each partition near
+close every 15 s or so at that rate, so the log cleaner keeps each partition near
 one snapshot per patient plus the open segment. Measured on the test broker: 258 MB
 of 43 KB snapshots of 250 keys in one partition were 34 MB on disk a minute and a
 half later with these segments, and still 247 MB with the default ones."""

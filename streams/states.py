@@ -128,8 +128,6 @@ class PatientStates(Generic[S]):
         self._open: dict[tuple[str, int], _OpenOffsets] = {}     # (topic, partition) -> its open messages
         self._resume_written: dict[tuple[str, int], int] = {}
         self._written: list[tuple[Any, Any]] = []  # checkpointed this round, acknowledged at its end
-        self._shares: dict[str, int] = {}  # key -> its share, for the `shares` last asked
-        self._share_count = 0
         self._lock = asyncio.Lock()  # one checkpoint at a time (the timer's and a rebalance's)
         self.checkpoints = 0
 
@@ -225,15 +223,9 @@ class PatientStates(Generic[S]):
         does not stall consumption."""
         async with self._lock:
             written = 0
-            if share is not None and share[1] != self._share_count:
-                self._shares, self._share_count = {}, share[1]
             for key in list(self._unacked):
-                if share is not None:
-                    mine = self._shares.get(key)
-                    if mine is None:
-                        mine = self._shares[key] = share_of(key, share[1])
-                    if mine != share[0]:
-                        continue
+                if share is not None and share_of(key, share[1]) != share[0]:
+                    continue
                 if self._in_sink[key]:
                     continue
                 hit = self._working.get(key)
@@ -301,7 +293,6 @@ class PatientStates(Generic[S]):
             del self._working[key]
             self._in_sink.pop(key, None)
             self._unacked.pop(key, None)
-            self._shares.pop(key, None)
         for tp in [tp for tp in self._open if tp[1] in partitions]:
             del self._open[tp]
             self._resume_written.pop(tp, None)

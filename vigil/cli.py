@@ -24,14 +24,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from event_store.exceptions import EventStoreError
-from vigil.config import ConfigError, Settings
+from vigil.config import LOG_LEVELS, ConfigError, Settings
 from vigil.runtime import tune_gc
 from vigil.services.process import ServiceError
 
@@ -53,9 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                              "a group must agree, and it bounds how many workers get a share")
     worker.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
                         help="the ONNX beat classifier every ECG beat goes through (default fp32; off: none)")
-    worker.add_argument("--loglevel", choices=("debug", "info", "warn", "error"),
-                        default=os.environ.get("VIGIL_WORKER_LOGLEVEL", "warn"),
-                        help="the worker's log level (default warn, or $VIGIL_WORKER_LOGLEVEL)")
+    worker.add_argument("--loglevel", choices=LOG_LEVELS,
+                        help="the worker's log level (default $VIGIL_WORKER_LOGLEVEL, else warn)")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
     sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
     sim.add_argument("--patients", type=int, default=8)
@@ -211,7 +209,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             partitions=args.partitions,
             datadir=str(datadir),
             beat_model=None if args.beat_model == "off" else args.beat_model,
-        ), loglevel=args.loglevel)
+        ), loglevel=args.loglevel or settings.worker_loglevel)
         return 0
     if args.command == "gateway":
         return asyncio.run(_gateway(settings))

@@ -74,6 +74,16 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
     return value
 
 
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name) or default
+    if raw not in choices:
+        raise ConfigError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
+    return raw
+
+
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -109,6 +119,9 @@ class Settings:
     worker_instance: str | None
     """Static group membership id of the worker (``VIGIL_WORKER_INSTANCE``; see
     `streams.app.WorkerConfig.instance_id`); default none (dynamic membership)."""
+    worker_loglevel: str
+    """The worker's log level (``VIGIL_WORKER_LOGLEVEL``: debug, info, warn or error;
+    default warn); ``vigil worker --loglevel`` overrides it."""
     kafka_embedded: bool
     """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
 
@@ -134,6 +147,7 @@ class Settings:
             hr_high_limit=_int(env, "VIGIL_HR_HIGH_LIMIT", 130, 30, 300),
             worker_group=env.get("VIGIL_WORKER_GROUP") or None,
             worker_instance=env.get("VIGIL_WORKER_INSTANCE") or None,
+            worker_loglevel=_choice(env, "VIGIL_WORKER_LOGLEVEL", LOG_LEVELS, "warn"),
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
         )
 

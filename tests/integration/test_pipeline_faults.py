@@ -27,6 +27,7 @@ from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,
     caught_up,
+    committed_offsets,
     create_topics,
     dead_letters,
     faust_topics,
@@ -61,17 +62,6 @@ async def finish(feed: WardFeed, bootstrap: str, runs: list[tuple[str, ManagedPr
     for group, worker in runs:
         await caught_up(bootstrap, group, inputs(feed.topics), timeout, worker)
     return feed.total
-
-
-async def committed(bootstrap: str, group: str) -> int:
-    """The sum of ``group``'s committed offsets on every partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    return sum(max(o.offset, 0) for o in offsets.values())
 
 
 def inputs(topics: TopicNames) -> list[TopicPartition]:
@@ -121,7 +111,8 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
                 await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
                 await asyncio.sleep(rng.uniform(0.0, 8.0))
                 victim.kill()
-                committed_at_kill.append(await committed(apache_kafka, f"{topic_prefix}-b"))
+                offsets = await committed_offsets(apache_kafka, f"{topic_prefix}-b")
+                committed_at_kill.append(sum(max(o, 0) for o in offsets.values()))
                 at_kill.append(progress(killed_db))
                 victim = worker(killed_db, f"{topic_prefix}-b", f"b{k}")
             total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", victim)])

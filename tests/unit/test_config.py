@@ -100,3 +100,10 @@ def test_an_unreachable_database_is_one_line_not_a_traceback() -> None:
 def test_worker_instance_id_for_static_membership() -> None:
     assert Settings.from_env({}).worker_instance is None
     assert Settings.from_env({"VIGIL_WORKER_INSTANCE": "worker-a"}).worker_instance == "worker-a"
+
+
+def test_worker_log_level_is_checked() -> None:
+    assert Settings.from_env({}).worker_loglevel == "warn"
+    assert Settings.from_env({"VIGIL_WORKER_LOGLEVEL": "info"}).worker_loglevel == "info"
+    with pytest.raises(ConfigError, match="VIGIL_WORKER_LOGLEVEL"):
+        Settings.from_env({"VIGIL_WORKER_LOGLEVEL": "loud"})

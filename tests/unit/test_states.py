@@ -206,13 +206,19 @@ async def test_concurrent_checkpoints_do_not_trip_over_each_other() -> None:
     assert resumes(table) == [120]
 
 
-async def test_a_round_of_shares_writes_each_key_once_and_acknowledges_at_its_end() -> None:
+async def durable_ward(patients: int) -> tuple[Table, Stream, PatientStates[int], list[str]]:
+    """States of ``patients`` keys, one durable message each (offsets 0, 1, ...)."""
     table, stream = Table(), Stream()
     st = states(table)
     st.resume_offsets([(TOPIC, 0)])
-    keys = [f"patient-{i}" for i in range(40)]
+    keys = [f"patient-{i}" for i in range(patients)]
     for offset, key in enumerate(keys):
         await (await apply(st, stream, key, offset))()
+    return table, stream, st, keys
+
+
+async def test_a_round_of_shares_writes_each_key_once_and_acknowledges_at_its_end() -> None:
+    table, stream, st, keys = await durable_ward(40)
     shares = 4
     written = []
     for i in range(shares):
@@ -229,12 +235,7 @@ async def test_a_round_of_shares_writes_each_key_once_and_acknowledges_at_its_en
 
 
 async def test_a_full_checkpoint_acknowledges_what_earlier_shares_wrote() -> None:
-    table, stream = Table(), Stream()
-    st = states(table)
-    st.resume_offsets([(TOPIC, 0)])
-    keys = [f"patient-{i}" for i in range(20)]
-    for offset, key in enumerate(keys):
-        await (await apply(st, stream, key, offset))()
+    table, stream, st, keys = await durable_ward(20)
     first = await st.checkpoint_idle(share=(0, 5))
     assert first > 0 and stream.acked == []
     # A rebalance checkpoints everything at once: the share's keys are not written again.
