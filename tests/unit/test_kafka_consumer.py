@@ -68,3 +68,59 @@ def test_static_membership_is_opt_in() -> None:
 
     assert conf().consumer_group_instance_id is None
     assert conf(instance_id="bed-ward-3").consumer_group_instance_id == "bed-ward-3"
+
+
+class _Flag:
+    def __init__(self) -> None:
+        self.on = False
+
+    def is_set(self) -> bool:
+        return self.on
+
+    def set(self) -> None:
+        self.on = True
+
+
+class _Message:
+    def __init__(self, offset: int) -> None:
+        self.topic, self.offset = "a", offset
+
+
+@pytest.mark.asyncio
+async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -> None:
+    """Each message is delivered and its offset recorded; a gap is recorded; a message
+    before the read offset is skipped; nothing is delivered while the flow is suspended
+    (a rebalance), though its offset is still recorded, as Faust's loop does."""
+    cls: Any = consumer_class(100)
+    consumer = object.__new__(cls)  # no service started: only the loop is exercised
+    fetcher = type("Fetcher", (), {"_stopped": _Flag()})()
+    delivered: list[int] = []
+    gaps: list[tuple[str, int, int]] = []
+
+    async def deliver(message: _Message) -> None:
+        delivered.append(message.offset)
+        if message.offset == 9:
+            consumer.suspend_flow.set()  # a rebalance starts while this one is handed over
+
+    async def getmany(timeout: float) -> Any:
+        if consumer._read_offset["a/0"] is not None:  # the second fetch: stop after it
+            fetcher._stopped.set()
+            return
+        for offset in (5, 6, 9, 4, 10):
+            yield "a/0", _Message(offset)
+
+    async def add_gap(tp: str, start: int, end: int) -> None:
+        gaps.append((tp, start, end))
+
+    consumer.callback = deliver
+    consumer.getmany = getmany
+    consumer._add_gap = add_gap
+    consumer._read_offset = {"a/0": None}
+    consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), _Flag()
+    consumer._commit_every, consumer._n_acked = None, 0
+    consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
+    consumer.app = type("App", (), {"topics": type("Topics", (), {"acks_enabled_for": lambda self, t: True})()})()
+    await consumer._drain_messages(fetcher)
+    assert delivered == [5, 6, 9]
+    assert gaps == [("a/0", 7, 9)]
+    assert consumer._read_offset["a/0"] == 10
