@@ -81,6 +81,9 @@ log = logging.getLogger(__name__)
 CHECKPOINT_SHARES = 10
 """Ticks per checkpoint interval; each writes the keys of one share."""
 
+PRODUCER_BUFFER_MESSAGES = 25_000
+"""Table writes waiting to be sent beyond which Faust holds back new messages."""
+
 CHANGELOG_CONFIG = {"cleanup.policy": "compact", "segment.bytes": str(32 * 1024 * 1024)}
 """Topic configuration of the table changelogs. A restarted worker (memory store)
 reads its changelog partitions whole, and Kafka compacts only closed segments: with
@@ -172,6 +175,12 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     )
     # This app's transport only (a class attribute set on the instance), before the app makes its consumer.
     app.transport.Consumer = consumer_class(cfg.fetch_max_wait_ms)  # type: ignore[misc]
+    # Table writes wait in the producer's buffer, and Faust stops handing messages to the
+    # agents whenever it holds more than ``max_messages`` (100), until 100 are sent,
+    # with a warning each time. One checkpoint tick of a 1,000-bed ward writes about 200
+    # (a share of the ECG and vitals states): that stall and warning came every 0.5 s.
+    # The bound stays, for when Kafka does not take the writes: a minute of ticks.
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     names = cfg.topics
 
     def raw_topic(name: str, partitions: int) -> Any:

@@ -1,5 +1,6 @@
-"""streams.kafka_consumer: Faust's consumer with the fetch wait as a setting, and
-resume offsets sought after Faust's own seek."""
+"""streams.kafka_consumer: Faust's consumer with the fetch wait as a setting, resume
+offsets sought after Faust's own seek, and its own fetch loop; and the worker app's
+other Kafka client settings."""
 
 from __future__ import annotations
 
@@ -124,3 +125,12 @@ async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -
     assert delivered == [5, 6, 9]
     assert gaps == [("a/0", 7, 9)]
     assert consumer._read_offset["a/0"] == 10
+
+
+def test_checkpoint_writes_do_not_hold_back_the_agents() -> None:
+    """Faust stops handing messages over while its producer buffer holds more than
+    ``max_messages`` (100 by default); a checkpoint tick of a large ward writes more."""
+    from streams.app import PRODUCER_BUFFER_MESSAGES
+
+    app = build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y", topics=TopicNames("t")))
+    assert app.producer.buffer.max_messages == PRODUCER_BUFFER_MESSAGES >= 1000
