@@ -134,3 +134,10 @@ def test_checkpoint_writes_do_not_hold_back_the_agents() -> None:
 
     app = build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y", topics=TopicNames("t")))
     assert app.producer.buffer.max_messages == PRODUCER_BUFFER_MESSAGES >= 1000
+
+
+def test_fausts_monitor_is_not_a_sensor_of_the_worker() -> None:
+    """Its per-message hooks feed Faust's web views, which the worker does not serve."""
+    app = build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y", topics=TopicNames("t")))
+    app.on_init_dependencies()
+    assert app.monitor not in set(app.sensors)
