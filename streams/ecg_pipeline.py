@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -49,6 +49,7 @@ from detectors.alarms import AlarmEngine
 from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
 from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier
 from detectors.beat_features import BeatFeatureStream
+from detectors.vf import VfState
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
 from processors.ecg import EcgAnalyzer
@@ -124,12 +125,16 @@ class EcgPatient:
         return _at(self.sample_us(sample))
 
     def snapshot(self) -> bytes:
+        # The VF window's samples go as an array (raw bytes), not as the base64 text of
+        # ArrhythmiaState.to_dict inside the JSON header: a fifth of a snapshot's CPU.
+        vf = self.arrhythmia.vf
         return pack({
             "patient_id": self.patient_id, "lead": self.lead, "fs": self.fs, "base_us": self.base_us,
             "next_sequence": self.next_sequence, "fed": self.fed, "offset": self.offset,
             "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
             "windows": dict(self.windows), "last_start_us": self.last_start_us, "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
-            "arrhythmia": self.arrhythmia.to_dict(), "alarms": self.alarms.to_dict(),
+            "arrhythmia": replace(self.arrhythmia, vf=VfState(vf.next_start)).to_dict(),
+            "vf_samples": np.frombuffer(vf.buffer, dtype="<f8"), "alarms": self.alarms.to_dict(),
             **({} if self.beat_features is None else
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
             **({"beat_rows": np.concatenate(self.beat_rows)} if self.beat_rows else {}),
@@ -139,10 +144,14 @@ class EcgPatient:
     @classmethod
     def restore(cls, data: bytes) -> EcgPatient:
         v = unpack(data)
+        arrhythmia = ArrhythmiaState.from_dict(v["arrhythmia"])
+        if "vf_samples" in v:  # (snapshots before it carry them in the dict)
+            arrhythmia = replace(arrhythmia, vf=VfState(arrhythmia.vf.next_start,
+                                                        v["vf_samples"].astype("<f8").tobytes()))
         analyzer = EcgAnalyzer(v["fs"])
         analyzer.restore(v["analyzer"].tobytes())
         return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer,
-                   ArrhythmiaState.from_dict(v["arrhythmia"]), AlarmState.from_dict(v["alarms"]), v["fed"],
+                   arrhythmia, AlarmState.from_dict(v["alarms"]), v["fed"],
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
                    v.get("last_start_us"),
                    BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,

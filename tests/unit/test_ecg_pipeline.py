@@ -142,6 +142,24 @@ def test_a_snapshot_from_before_the_start_time_was_kept_still_restores() -> None
     assert restored.last_start_us == T0_US + 3_000_000
 
 
+def test_a_snapshot_with_the_vf_samples_in_its_header_still_restores() -> None:
+    """Snapshots carried the VF window's samples as base64 in the arrhythmia dict before
+    they became an array of their own; both restore to the same state."""
+    items = chunks(12)
+    state, _ = run(items[:9])
+    assert state is not None and state.arrhythmia.vf.buffer  # a partial window is held
+    old = unpack(state.snapshot())
+    assert old["arrhythmia"]["vf"]["buffer"] == ""
+    del old["vf_samples"]
+    old["arrhythmia"] = state.arrhythmia.to_dict()
+    restored_old, restored_new = EcgPatient.restore(pack(old)), EcgPatient.restore(state.snapshot())
+    assert restored_old.arrhythmia == restored_new.arrhythmia == state.arrhythmia
+    assert restored_old.snapshot() == restored_new.snapshot()
+    _, rest_old = run(items[9:], restored_old, first_offset=9)
+    _, rest_new = run(items[9:], restored_new, first_offset=9)
+    assert rest_old == rest_new
+
+
 # --- the beat classifier in the pipeline ------------------------------------------------------
 
 
