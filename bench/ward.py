@@ -186,7 +186,8 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     every = [float(ms) for _, ms in rows]
     tail = lags[len(lags) * 2 // 3:] or [0.0]
     keeps = max(tail) <= 3.0 and tail[-1] <= max(tail[0], 1.0) + 0.5
-    print(f"N={patients:5d}  worker ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  lag median {statistics.median(lags or [0]):5.1f} s "
+    print(f"N={patients:5d}  worker ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  "
+          f"lag median {statistics.median(lags or [0]):5.1f} s "
           f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  worker CPU {cpu / elapsed:4.2f} s/s "
           f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
     print(f"         alarm events: {pct(alarm)}")

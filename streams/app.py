@@ -192,7 +192,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     # agents whenever it holds more than ``max_messages`` (100), until 100 are sent,
     # with a warning each time. One checkpoint tick of a 1,000-bed ward writes about 200
     # (a share of the ECG and vitals states): that stall and warning came every 0.5 s.
-    # The bound stays, for when Kafka does not take the writes: a minute of ticks.
+    # A bound stays, for when Kafka does not take the writes: about a minute of that
+    # ward's ticks.
     app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     names = cfg.topics
 
