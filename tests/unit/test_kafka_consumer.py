@@ -1,6 +1,5 @@
 """streams.kafka_consumer: Faust's consumer with the fetch wait as a setting, resume
-offsets sought after Faust's own seek, and its own fetch loop; and the worker app's
-other Kafka client settings."""
+offsets sought after Faust's own seek, and its own fetch loop."""
 
 from __future__ import annotations
 
@@ -62,15 +61,6 @@ async def test_resume_offsets_are_sought_after_fausts_own_seek(monkeypatch: pyte
     assert calls == [("faust", None, -1)]
 
 
-def test_static_membership_is_opt_in() -> None:
-    def conf(**kw: Any) -> Any:
-        return build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y",
-                                      topics=TopicNames("t"), **kw)).conf
-
-    assert conf().consumer_group_instance_id is None
-    assert conf(instance_id="bed-ward-3").consumer_group_instance_id == "bed-ward-3"
-
-
 class _Flag:
     def __init__(self) -> None:
         self.on = False
@@ -125,19 +115,3 @@ async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -
     assert delivered == [5, 6, 9]
     assert gaps == [("a/0", 7, 9)]
     assert consumer._read_offset["a/0"] == 10
-
-
-def test_checkpoint_writes_do_not_hold_back_the_agents() -> None:
-    """Faust stops handing messages over while its producer buffer holds more than
-    ``max_messages`` (100 by default); a checkpoint tick of a large ward writes more."""
-    from streams.app import PRODUCER_BUFFER_MESSAGES
-
-    app = build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y", topics=TopicNames("t")))
-    assert app.producer.buffer.max_messages == PRODUCER_BUFFER_MESSAGES >= 1000
-
-
-def test_fausts_monitor_is_not_a_sensor_of_the_worker() -> None:
-    """Its per-message hooks feed Faust's web views, which the worker does not serve."""
-    app = build_app(WorkerConfig(brokers=["127.0.0.1:9"], database_url="postgresql://x/y", topics=TopicNames("t")))
-    app.on_init_dependencies()
-    assert app.monitor not in set(app.sensors)
