@@ -70,6 +70,14 @@ class ParameterLimits:
     hysteresis: float
     delay_s: float
 
+    def __post_init__(self) -> None:
+        # Always floats: stored limits come back from JSON as floats, and the events
+        # that quote a limit must read the same before and after a restore.
+        for name in ("low", "high", "hysteresis", "delay_s"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
+
     def to_dict(self) -> dict[str, float | None]:
         return {"low": self.low, "high": self.high, "hysteresis": self.hysteresis, "delay_s": self.delay_s}
 

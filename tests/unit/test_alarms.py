@@ -419,6 +419,18 @@ def test_state_round_trips_through_json_and_behaves_the_same() -> None:
     assert ENGINE.step(restored, nxt, 300) == ENGINE.step(st, nxt, 300)
 
 
+def test_a_restored_state_raises_byte_identical_alarms() -> None:
+    """Events are compared as stored JSON: a limit of 45 and one of 45.0 are equal in
+    Python but not in the event store, so a restore must not change a number's type."""
+    new = fresh("ward")
+    restored = AlarmState.from_dict(json.loads(json.dumps(new.to_dict())))
+    low_hr = [(t, vitals(hr=40)) for t in range(0, 40)]
+    _, from_fresh = run(low_hr, new)
+    _, from_restored = run(low_hr, restored)
+    assert "AlarmRaised:hr_low" in kinds(from_fresh)
+    assert json.dumps([d.to_dict() for d in from_restored]) == json.dumps([d.to_dict() for d in from_fresh])
+
+
 @pytest.mark.parametrize(("mutate", "field"), [
     (lambda d: d.update(state_version=99), "state_version"),
     (lambda d: d.update(seq="1"), "state.seq"),
