@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
 from streams.kafka_consumer import consumer_class
+from streams.recovery_watchdog import STALL_S, describe_partitions, request_rejoin, stalled_partitions
 from streams.sink import BatchingSink, SinkItem
 from streams.states import PatientStates
 from streams.topics import TopicNames
@@ -481,6 +483,20 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             tick += 1
             for states in (vitals_states, ecg_states):
                 await states.checkpoint_idle(share=share)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_recovery() -> None:
+        # See `streams.recovery_watchdog`: a changelog that never arrives means a rejoin.
+        last_rejoin = -STALL_S
+        while True:
+            await asyncio.sleep(5.0)
+            now = time.monotonic()
+            stalled = stalled_partitions(cast(Any, app.tables).recovery, now)
+            if stalled and now - last_rejoin >= STALL_S:
+                log.warning("table recovery stalled for %.0f s on %s; rejoining the group",
+                            STALL_S, describe_partitions(app.consumer, stalled))
+                request_rejoin(app.consumer)
+                last_rejoin = now
 
     reported: Counter[str] = Counter()
 
