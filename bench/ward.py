@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -112,7 +113,9 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     group = f"{prefix}-worker"
     env = dict(os.environ) | {"VIGIL_KAFKA_URL": f"kafka://{bootstrap}", "VIGIL_DATABASE_URL": url,
                               "VIGIL_TOPIC_PREFIX": prefix, "VIGIL_WORKER_GROUP": group,
-                              "VIGIL_STATE_DIR": str(work / "state")}
+                              "VIGIL_STATE_DIR": str(work / "state"),
+                              # info: the worker's periodic report, whose collector pauses are printed below
+                              "VIGIL_WORKER_LOGLEVEL": os.environ.get("VIGIL_WORKER_LOGLEVEL", "info")}
     if static:
         env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
@@ -178,6 +181,7 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         await producer.stop()
         log_tail = worker.log_tail()
         worker.stop()
+        gc_line = gc_summary(worker.log_path.read_text(errors="replace"))
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT event_type, extract(epoch FROM recorded_at - occurred_at) * 1000 FROM events "
@@ -192,6 +196,7 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
           f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
+    print(f"         gc pauses   : {gc_line}")
     by_type: dict[str, list[float]] = {}
     for kind, ms in rows:
         by_type.setdefault(kind, []).append(float(ms))
@@ -201,6 +206,21 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         report_crash(url, start_us, crash_t, after_crash)
     if not every:
         print(f"         no events stored; worker log:\n{log_tail}")
+
+
+_GC_REPORT = re.compile(r"gc pauses since the last report: full (\d+) \(longest (\d+) ms\), "
+                        r"middle (\d+) \((\d+) ms\), young (\d+) \((\d+) ms\)")
+
+
+def gc_summary(worker_log: str) -> str:
+    """The worker's collector pauses over the whole run, from its periodic reports."""
+    reports = [tuple(map(int, m.groups())) for m in _GC_REPORT.finditer(worker_log)]
+    if not reports:
+        return "no report in the worker log (it reports every 30 s, at log level info)"
+    parts = []
+    for name, i in (("full", 0), ("middle", 2), ("young", 4)):
+        parts.append(f"{name} {sum(r[i] for r in reports)} (longest {max(r[i + 1] for r in reports)} ms)")
+    return ", ".join(parts)
 
 
 def report_crash(url: str, start_us: int, crash_t: int, behind: list[tuple[int, float]]) -> None:

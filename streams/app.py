@@ -68,6 +68,7 @@ from streams.commands import apply_command, command_of
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
+from streams.gc_pauses import GcPauses, freeze_startup_heap
 from streams.kafka_consumer import consumer_class
 from streams.recovery_watchdog import STALL_S, describe_partitions, request_rejoin, stalled_partitions
 from streams.sink import BatchingSink, SinkItem
@@ -512,6 +513,12 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 "dead letters by reason %s", st.batches if st else 0, st.events if st else 0,
                 st.waveforms if st else 0, st.retries if st else 0,
                 vitals_states.checkpoints + ecg_states.checkpoints, dict(sorted(counters.items())))
+        counts, longest = GC_PAUSES.take()
+        # A pause holds every message being processed: at WARNING from 100 ms.
+        log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO,
+                "gc pauses since the last report: full %d (longest %.0f ms), middle %d (%.0f ms), "
+                "young %d (%.0f ms)", counts[2], longest[2] * 1e3, counts[1], longest[1] * 1e3,
+                counts[0], longest[0] * 1e3)
 
     return app
 
@@ -559,6 +566,10 @@ async def declare_topics(cfg: WorkerConfig, app: faust.App, timeout: float = 60.
         await admin.close()
 
 
+GC_PAUSES = GcPauses()
+"""The worker's collector pauses (installed by `run_worker`), in its periodic report."""
+
+
 def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     """Run the worker until SIGTERM/SIGINT. Blocks; owns the event loop."""
     import mode.loop
@@ -580,4 +591,7 @@ def run_worker(cfg: WorkerConfig, loglevel: str = "warn") -> None:
     # spinner on every record), and it stays there: every library's debug call then
     # builds a log record (hundreds a second from aiokafka). No spinner, no DEBUG.
     worker.spinner = None
+    GC_PAUSES.install()
+    frozen = freeze_startup_heap()
+    log.info("%d objects of the start-up heap moved out of the collector's way", frozen)
     worker.execute_from_commandline()
