@@ -26,12 +26,10 @@ four tasks and an `asyncio.wait` per message, about 20 us, which at a ward of 1,
 beds (2,000 messages a second) was 4-5 % of the worker's one core (py-spy). Our drain
 loop `_drain_messages` awaits the delivery itself while the flow runs, and delivers
 nothing while it is suspended (those records were fetched for the old assignment;
-Faust seeks again before the flow resumes, and would cancel their deliveries too).
-A delivery that may wait (its stream's buffer is full, or the producer's) still goes
-Faust's way, raced against the suspension (`_deliver_unless_suspended`): waiting on it
-through a rebalance would hold the loop, and with it the changelog records the
-recovery that follows needs (the scaling test once hung so, the new owner of a
-partition seeing nothing of its changelog for minutes). The loop yields to the event loop after each delivery, as `wait_first` did, so the
+Faust seeks again before the flow resumes, and would cancel their deliveries too). A
+delivery that has started when a rebalance begins waits in the conductor for the flow
+to resume, and its event is then one of the old generation, which the stream skips.
+The loop yields to the event loop after each delivery, as `wait_first` did, so the
 agents take messages one by one as they come: yielding only every 100 messages (as
 Faust's loop does besides) made the worker slower at 800 beds, 1.07-1.11 ms of CPU per
 patient-second against 1.02-1.04 with Faust's loop, and alarm p50 365-463 ms against
@@ -42,7 +40,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -93,9 +90,6 @@ def consumer_class(fetch_max_wait_ms: int) -> type[Consumer]:
             ``broker_commit_every`` acks); see the module docstring for the hand-over."""
             deliver = self.callback
             read_offset = self._read_offset
-            conductor: Any = self.app.topics
-            channels_of = conductor._tp_index.get  # TP -> the channels it feeds
-            producer_buffer = self.app.producer.buffer
             acks_enabled_for = self.app.topics.acks_enabled_for
             stopped: tuple[type[BaseException], ...] = (asyncio.CancelledError, *self.consumer_stopped_errors)
             try:
@@ -114,12 +108,7 @@ def consumer_class(fetch_max_wait_ms: int) -> type[Consumer]:
                         if self._commit_every is not None and self._n_acked >= self._commit_every:
                             self._n_acked = 0
                             await self.commit()
-                        if self.suspend_flow.is_set():
-                            pass  # a rebalance: fetched for the old assignment
-                        elif (producer_buffer.size > producer_buffer.max_messages
-                              or any(chan.queue.full() for chan in channels_of(tp, ()))):
-                            await _deliver_unless_suspended(deliver(message), self.suspend_flow)
-                        else:
+                        if not self.suspend_flow.is_set():
                             await deliver(message)
                             await asyncio.sleep(0)  # let the agent take it now (see above)
                         read_offset[tp] = message.offset
@@ -135,17 +124,3 @@ def consumer_class(fetch_max_wait_ms: int) -> type[Consumer]:
                 self.diag.unset_flag(CONSUMER_FETCHING)
 
     return _Consumer
-
-
-async def _deliver_unless_suspended(delivery: Awaitable[Any], suspended: Any) -> None:
-    """Await ``delivery`` unless the ``suspended`` event is set first, in which case the
-    delivery is cancelled (Faust's hand-over: `Service.wait_first`)."""
-    task = asyncio.ensure_future(delivery)
-    stop = asyncio.ensure_future(suspended.wait())
-    try:
-        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        task.cancel()
-        stop.cancel()
-    if task.done() and not task.cancelled():
-        task.result()  # its error, if any

@@ -3,7 +3,6 @@ offsets sought after Faust's own seek, and its own fetch loop."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -73,25 +72,6 @@ class _Flag:
         self.on = True
 
 
-class _Queue:
-    def __init__(self, app: _App) -> None:
-        self.app = app
-
-    def full(self) -> bool:
-        return self.app.queue_full
-
-
-class _App:
-    """What the drain loop reads of the app: acking topics, the channels of a
-    partition (with their buffers) and the producer's buffer."""
-
-    def __init__(self) -> None:
-        self.queue_full = False
-        channel = type("Channel", (), {"queue": _Queue(self)})()
-        self.topics = type("Topics", (), {"acks_enabled_for": lambda _, t: True, "_tp_index": {"a/0": {channel}}})()
-        self.producer = type("Producer", (), {"buffer": type("Buffer", (), {"size": 0, "max_messages": 100})()})()
-
-
 class _Message:
     def __init__(self, offset: int) -> None:
         self.topic, self.offset = "a", offset
@@ -130,53 +110,8 @@ async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -
     consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), _Flag()
     consumer._commit_every, consumer._n_acked = None, 0
     consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
-    consumer.app = _App()
+    consumer.app = type("App", (), {"topics": type("Topics", (), {"acks_enabled_for": lambda self, t: True})()})()
     await consumer._drain_messages(fetcher)
     assert delivered == [5, 6, 9]
     assert gaps == [("a/0", 7, 9)]
     assert consumer._read_offset["a/0"] == 10
-
-
-@pytest.mark.asyncio
-async def test_a_delivery_into_a_full_buffer_is_given_up_when_a_rebalance_starts() -> None:
-    """A delivery that may wait (its stream's buffer is full) is raced against the
-    suspension, as Faust does, so a rebalance does not leave the loop stuck in it."""
-    cls: Any = consumer_class(100)
-    consumer = object.__new__(cls)
-    fetcher = type("Fetcher", (), {"_stopped": _Flag()})()
-    suspend = asyncio.Event()
-    app = _App()
-    started: list[int] = []
-    finished: list[int] = []
-
-    async def deliver(message: _Message) -> None:
-        started.append(message.offset)
-        if app.queue_full:
-            await asyncio.sleep(3600)  # waits for room that never comes
-        finished.append(message.offset)
-
-    async def getmany(timeout: float) -> Any:
-        if consumer._read_offset["a/0"] is not None:
-            fetcher._stopped.set()
-            return
-        yield "a/0", _Message(1)
-        app.queue_full = True
-        yield "a/0", _Message(2)  # blocks until the rebalance below
-        yield "a/0", _Message(3)  # fetched for the old assignment: not delivered
-
-    consumer.callback = deliver
-    consumer.getmany = getmany
-    consumer._add_gap = None
-    consumer._read_offset = {"a/0": None}
-    consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), suspend
-    consumer._commit_every, consumer._n_acked = None, 0
-    consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
-    consumer.app = app
-    loop = asyncio.create_task(consumer._drain_messages(fetcher))
-    while 2 not in started:
-        await asyncio.sleep(0)
-    assert not loop.done()
-    suspend.set()  # the rebalance
-    await asyncio.wait_for(loop, 5)
-    assert started == [1, 2] and finished == [1]
-    assert consumer._read_offset["a/0"] == 3
