@@ -28,7 +28,12 @@ loop `_drain_messages` awaits the delivery itself while the flow runs, and deliv
 nothing while it is suspended (those records were fetched for the old assignment;
 Faust seeks again before the flow resumes, and would cancel their deliveries too). A
 delivery that has started when a rebalance begins waits in the conductor for the flow
-to resume, and its event is then one of the old generation, which the stream skips.
+to resume, and its event is then one of the old generation, which the stream skips;
+one waiting for room in a full stream buffer is cancelled by the rebalance, which
+clears the buffers and their waiting puts. (Racing such deliveries against the
+rebalance, as Faust does, was tried: a 1,000-bed ward then fell behind in 2 of 2 runs,
+probably because under a backlog the buffers are full most of the time and most
+messages paid the race.)
 The loop yields to the event loop after each delivery, as `wait_first` did, so the
 agents take messages one by one as they come: yielding only every 100 messages (as
 Faust's loop does besides) made the worker slower at 800 beds, 1.07-1.11 ms of CPU per
