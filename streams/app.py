@@ -488,16 +488,21 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.task  # type: ignore[untyped-decorator]
     async def watch_recovery() -> None:
         # See `streams.recovery_watchdog`: a changelog that never arrives means a rejoin.
+        # It reads Faust's and aiokafka's internals, which a version change can move: an
+        # error is logged, never let out (a task's error would stop the worker).
         last_rejoin = -STALL_S
         while True:
             await asyncio.sleep(5.0)
             now = time.monotonic()
-            stalled = stalled_partitions(cast(Any, app.tables).recovery, now)
-            if stalled and now - last_rejoin >= STALL_S:
-                log.warning("table recovery stalled for %.0f s on %s; rejoining the group",
-                            STALL_S, describe_partitions(app.consumer, stalled))
-                request_rejoin(app.consumer)
-                last_rejoin = now
+            try:
+                stalled = stalled_partitions(cast(Any, app.tables).recovery, now)
+                if stalled and now - last_rejoin >= STALL_S:
+                    log.warning("table recovery stalled for %.0f s on %s; rejoining the group",
+                                STALL_S, describe_partitions(app.consumer, stalled))
+                    request_rejoin(app.consumer)
+                    last_rejoin = now
+            except Exception:
+                log.exception("the recovery watchdog failed; it tries again in 5 s")
 
     reported: Counter[str] = Counter()
 

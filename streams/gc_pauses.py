@@ -8,7 +8,10 @@ kernels, the ONNX runtime, Faust's services) that live as long as the process: a
 full pass over them took about 0.3 s, all of it a pause of the event loop and so of
 every alarm being processed. `freeze_startup_heap` moves what exists once start-up is
 done into the collector's permanent generation (`gc.freeze`), which later passes
-skip. `GcPauses` records the pauses by generation, for the worker's periodic report.
+skip. What the patients' state adds still costs: at a 1,000-bed ward a full pass took
+0.1-0.18 s, about once a minute, and a young one 50-75 ms, six times a minute
+(`bench/ward.py`, which prints them). `GcPauses` records the pauses by generation, for
+the worker's periodic report.
 
 Faust itself runs a full collection once a second while it waits for in-flight
 messages during a rebalance (`Consumer.wait_empty`); those show up in the report too.

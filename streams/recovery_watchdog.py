@@ -7,11 +7,12 @@ two cores) that read sometimes never starts: Faust logs "No event received for
 active tp ... since recovery start" every 5 s, the records are on the broker, and
 aiokafka keeps sending fetch requests for the partition (Faust's own check,
 `verify_recovery_event_path`, stays silent), yet no record reaches the recovery. The
-partition's patients are then not processed at all. Seen in 5 of 25 runs of the
+partition's patients are then not processed at all. Seen in 5 of 23 runs of the
 scaling test on 2026-11-26 (then 16 in a row passed, 8 of them beside a CPU hog), and
 about 3 in 13 in an earlier session; a stack dump of one stalled worker showed its
-fetch loop idle between fetches, not stuck. The cause inside Faust or aiokafka is not
-found, and the remedy below has not yet met a real stall (none came while it was in).
+fetch loop waiting inside Faust's `getmany` for the next batch, not in a hand-over to
+an agent. The cause inside Faust or aiokafka is not found, and the remedy below has
+not yet met a real stall (none came while it was in).
 
 Faust handles a rebalance during a recovery (it restarts the recovery on the new
 assignment), so the remedy is to ask for one: when a partition with records still
