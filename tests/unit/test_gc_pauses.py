@@ -17,7 +17,7 @@ def test_pauses_are_counted_by_generation_with_the_longest() -> None:
         counts, longest = pauses.take()
     finally:
         pauses.uninstall()
-    assert counts[0] >= 1 and counts[2] == 2
+    assert counts[0] >= 1 and counts[2] >= 2  # (the collector may have run on its own too)
     assert longest[2] > 0.0
     assert pauses.take() == ([0, 0, 0], [0.0, 0.0, 0.0])  # taken: starts afresh
 
