@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -53,6 +52,7 @@ import psycopg  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from event_store.postgres import PostgresRecorder  # noqa: E402
+from streams.gc_pauses import summed_reports  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import encode_vitals  # noqa: E402
 from streams.ward import SimulatedWard, send_second  # noqa: E402
@@ -181,7 +181,8 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         await producer.stop()
         log_tail = worker.log_tail()
         worker.stop()
-        gc_line = gc_summary(worker.log_path.read_text(errors="replace"))
+        gc_line = summed_reports(worker.log_path.read_text(errors="replace")) or \
+            "no report in the worker log (it reports every 30 s, at log level info)"
     with psycopg.connect(url) as conn:
         rows = conn.execute(
             "SELECT event_type, extract(epoch FROM recorded_at - occurred_at) * 1000 FROM events "
@@ -206,21 +207,6 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
         report_crash(url, start_us, crash_t, after_crash)
     if not every:
         print(f"         no events stored; worker log:\n{log_tail}")
-
-
-_GC_REPORT = re.compile(r"gc pauses since the last report: full (\d+) \(longest (\d+) ms\), "
-                        r"middle (\d+) \((\d+) ms\), young (\d+) \((\d+) ms\)")
-
-
-def gc_summary(worker_log: str) -> str:
-    """The worker's collector pauses over the whole run, from its periodic reports."""
-    reports = [tuple(map(int, m.groups())) for m in _GC_REPORT.finditer(worker_log)]
-    if not reports:
-        return "no report in the worker log (it reports every 30 s, at log level info)"
-    parts = []
-    for name, i in (("full", 0), ("middle", 2), ("young", 4)):
-        parts.append(f"{name} {sum(r[i] for r in reports)} (longest {max(r[i + 1] for r in reports)} ms)")
-    return ", ".join(parts)
 
 
 def report_crash(url: str, start_us: int, crash_t: int, behind: list[tuple[int, float]]) -> None:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -68,9 +67,9 @@ from streams.commands import apply_command, command_of
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
-from streams.gc_pauses import GcPauses, freeze_startup_heap
+from streams.gc_pauses import GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
-from streams.recovery_watchdog import STALL_S, describe_partitions, request_rejoin, stalled_partitions
+from streams import recovery_watchdog
 from streams.sink import BatchingSink, SinkItem
 from streams.states import PatientStates
 from streams.topics import TopicNames
@@ -487,22 +486,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def watch_recovery() -> None:
-        # See `streams.recovery_watchdog`: a changelog that never arrives means a rejoin.
-        # It reads Faust's and aiokafka's internals, which a version change can move: an
-        # error is logged, never let out (a task's error would stop the worker).
-        last_rejoin = -STALL_S
-        while True:
-            await asyncio.sleep(5.0)
-            now = time.monotonic()
-            try:
-                stalled = stalled_partitions(cast(Any, app.tables).recovery, now)
-                if stalled and now - last_rejoin >= STALL_S:
-                    log.warning("table recovery stalled for %.0f s on %s; rejoining the group",
-                                STALL_S, describe_partitions(app.consumer, stalled))
-                    request_rejoin(app.consumer)
-                    last_rejoin = now
-            except Exception:
-                log.exception("the recovery watchdog failed; it tries again in 5 s")
+        await recovery_watchdog.watch(app)  # a changelog that never arrives means a rejoin
 
     reported: Counter[str] = Counter()
 
@@ -520,10 +504,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 vitals_states.checkpoints + ecg_states.checkpoints, dict(sorted(counters.items())))
         counts, longest = GC_PAUSES.take()
         # A pause holds every message being processed: at WARNING from 100 ms.
-        log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO,
-                "gc pauses since the last report: full %d (longest %.0f ms), middle %d (%.0f ms), "
-                "young %d (%.0f ms)", counts[2], longest[2] * 1e3, counts[1], longest[1] * 1e3,
-                counts[0], longest[0] * 1e3)
+        log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO, "%s", report_line(counts, longest))
 
     return app
 

@@ -20,10 +20,15 @@ messages during a rebalance (`Consumer.wait_empty`); those show up in the report
 from __future__ import annotations
 
 import gc
+import re
 import time
 from typing import Any
 
-__all__ = ["GcPauses", "freeze_startup_heap"]
+__all__ = ["GcPauses", "freeze_startup_heap", "report_line", "summed_reports"]
+
+_GENERATIONS = (("full", 2), ("middle", 1), ("young", 0))
+_REPORT = re.compile(r"gc pauses since the last report: full (\d+) \(longest (\d+) ms\), "
+                     r"middle (\d+) \((\d+) ms\), young (\d+) \((\d+) ms\)")
 
 
 def freeze_startup_heap() -> int:
@@ -63,3 +68,20 @@ class GcPauses:
         out = (self.count, self.longest)
         self.count, self.longest = [0, 0, 0], [0.0, 0.0, 0.0]
         return out
+
+
+def report_line(counts: list[int], longest: list[float]) -> str:
+    """The worker's report of `GcPauses.take`'s figures (parsed back by `summed_reports`)."""
+    full, middle, young = ((counts[g], longest[g] * 1e3) for _, g in _GENERATIONS)
+    return (f"gc pauses since the last report: full {full[0]} (longest {full[1]:.0f} ms), "
+            f"middle {middle[0]} ({middle[1]:.0f} ms), young {young[0]} ({young[1]:.0f} ms)")
+
+
+def summed_reports(log_text: str) -> str | None:
+    """The pauses over all the `report_line` lines in ``log_text`` (counts added,
+    longest of the longest), or None if there are none."""
+    reports = [tuple(map(int, m.groups())) for m in _REPORT.finditer(log_text)]
+    if not reports:
+        return None
+    return ", ".join(f"{name} {sum(r[2 * i] for r in reports)} (longest {max(r[2 * i + 1] for r in reports)} ms)"
+                     for i, (name, _) in enumerate(_GENERATIONS))

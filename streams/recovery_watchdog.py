@@ -25,13 +25,17 @@ their changelogs, input from the committed and resume offsets).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["STALL_S", "stalled_partitions", "describe_partitions", "request_rejoin"]
+__all__ = ["STALL_S", "stalled_partitions", "describe_partitions", "request_rejoin", "watch"]
 
 log = logging.getLogger(__name__)
+
+CHECK_EVERY_S = 5.0
 
 STALL_S = 30.0
 """Seconds without a changelog record, for a partition with some still to read, that
@@ -79,3 +83,23 @@ def request_rejoin(consumer: Any) -> None:
     for a rejoin (a rebalance of the group)."""
     thread = consumer._thread
     thread.thread_loop.call_soon_threadsafe(thread._consumer._coordinator.request_rejoin)
+
+
+async def watch(app: Any) -> None:
+    """Run for ever, checking the recovery of Faust ``app`` every `CHECK_EVERY_S`; on a
+    stall, log and request a rejoin, at most once per `STALL_S`. It reads Faust's and
+    aiokafka's internals, which a version change can move: an error is logged, never
+    let out (an app task's error would stop the worker)."""
+    last_rejoin = -STALL_S
+    while True:
+        await asyncio.sleep(CHECK_EVERY_S)
+        now = time.monotonic()
+        try:
+            stalled = stalled_partitions(app.tables.recovery, now)
+            if stalled and now - last_rejoin >= STALL_S:
+                log.warning("table recovery stalled for %.0f s on %s; rejoining the group",
+                            STALL_S, describe_partitions(app.consumer, stalled))
+                request_rejoin(app.consumer)
+                last_rejoin = now
+        except Exception:
+            log.exception("the recovery watchdog failed; it tries again in %.0f s", CHECK_EVERY_S)

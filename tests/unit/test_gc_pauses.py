@@ -30,3 +30,12 @@ def test_the_frozen_heap_is_skipped_by_later_collections() -> None:
         assert len(gc.get_objects()) < frozen
     finally:
         gc.unfreeze()
+
+
+def test_report_lines_are_summed_back_from_a_log() -> None:
+    from streams.gc_pauses import report_line, summed_reports
+
+    log = "\n".join(["noise", report_line([3, 1, 0], [0.012, 0.05, 0.0]), "more noise",
+                     report_line([2, 0, 1], [0.030, 0.0, 0.145])])
+    assert summed_reports(log) == "full 1 (longest 145 ms), middle 1 (longest 50 ms), young 5 (longest 30 ms)"
+    assert summed_reports("no reports here") is None
