@@ -29,7 +29,14 @@ one started at once; lag is then sampled every second, and a further line gives 
 seconds until it stayed within 1 s of input, and the latency of the alarms that
 occurred from 1 s before the kill until then.
 
+With ``--backlog S`` it measures capacity instead: S seconds of the ward are
+published at once, then the worker is started, and the line gives how fast it
+works through them, in patient-seconds of input per second (after its first result,
+so start-up and group join are left out); that over N says how many times real time
+one worker runs at that ward size on this host.
+
     .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
+    .venv/bin/python bench/ward.py --patients 1000 --backlog 60
 """
 
 from __future__ import annotations
@@ -98,10 +105,10 @@ def stored_total(url: str) -> int:
     return int(waves) + int(vitals)
 
 
-async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
-                  profile: Path | None = None, beat_model: str = "fp32", crash_at: int | None = None,
-                  static: bool = False) -> None:
-    prefix = f"ward{patients}x{int(time.time())}"
+async def _fresh_ward(bootstrap: str, server_url: str, patients: int, work: Path,
+                      tag: str) -> tuple[str, TopicNames, dict[str, str]]:
+    """A new database and topic prefix for one run: its URL, topics and the worker's environment."""
+    prefix = f"ward{patients}{tag}x{int(time.time())}"
     topics = TopicNames(prefix)
     base, _, _ = server_url.rpartition("/")
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -110,17 +117,11 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     store = await PostgresRecorder.connect(url)
     await store.migrate()
     await store.close()
-    group = f"{prefix}-worker"
     env = dict(os.environ) | {"VIGIL_KAFKA_URL": f"kafka://{bootstrap}", "VIGIL_DATABASE_URL": url,
-                              "VIGIL_TOPIC_PREFIX": prefix, "VIGIL_WORKER_GROUP": group,
+                              "VIGIL_TOPIC_PREFIX": prefix, "VIGIL_WORKER_GROUP": f"{prefix}-worker",
                               "VIGIL_STATE_DIR": str(work / "state"),
                               # info: the worker's periodic report, whose collector pauses are printed below
                               "VIGIL_WORKER_LOGLEVEL": os.environ.get("VIGIL_WORKER_LOGLEVEL", "info")}
-    if static:
-        env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
-    ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
-    await producer.start()
     # Create the topics with the worker's partition count before it subscribes.
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -129,6 +130,62 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     await admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in (topics.vitals, topics.ecg, topics.fhir,
                                                                   topics.dead_letter)])
     await admin.close()
+    return url, topics, env
+
+
+async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: int, work: Path,
+                      beat_model: str) -> None:
+    """Publish ``backlog`` seconds of the ward at once, then start the worker and time
+    how fast it stores their results (see the module docstring)."""
+    url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "b")
+    # Patients deteriorate 25 s in, as in a real-time run with the default warm-up.
+    ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=25, ramp_s=20)
+    start_us = time.time_ns() // 1000 - backlog * 1_000_000
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
+    await producer.start()
+    published = 0
+    try:
+        for t in range(backlog):
+            published += await send_second(producer, ward.timed_second(t, start_us), start_us=start_us, began=None)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    worker = ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model],
+                                  work / f"{topics.prefix}.log", env=env)
+    t_start = time.monotonic()
+    first = cpu_first = None
+    stored = 0
+    try:
+        while stored < published and time.monotonic() - t_start < 600:
+            await asyncio.sleep(0.5)
+            stored = stored_total(url)
+            if first is None and stored:
+                first, stored_first, cpu_first = time.monotonic(), stored, cpu_seconds(worker.pid)
+        done = time.monotonic()
+        cpu = cpu_seconds(worker.pid)
+    finally:
+        log_tail = worker.log_tail()
+        worker.stop()
+    if first is None or stored < published:
+        print(f"N={patients:5d}  backlog {backlog} s: {stored} of {published} messages stored within 600 s; "
+              f"worker log:\n{log_tail}")
+        return
+    rate = (stored - stored_first) / 2 / (done - first)
+    print(f"N={patients:5d}  backlog {backlog} s ({published} messages): first result after {first - t_start:.1f} s, "
+          f"the rest in {done - first:.1f} s: {rate:,.0f} patient-seconds per second = {rate / patients:.2f} x real "
+          f"time; worker CPU {(cpu - (cpu_first or 0.0)) / (done - first):4.2f} s/s", flush=True)
+
+
+async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
+                  profile: Path | None = None, beat_model: str = "fp32", crash_at: int | None = None,
+                  static: bool = False) -> None:
+    url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "")
+    prefix = topics.prefix
+    if static:
+        env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
+    ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
+    await producer.start()
     command = [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model]
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
@@ -238,6 +295,8 @@ def main() -> None:
     p.add_argument("--crash-at", type=int, metavar="S",
                    help="kill -9 the worker S measured seconds in, start a new one at once, and report how long "
                         "it took to catch up")
+    p.add_argument("--backlog", type=int, metavar="S",
+                   help="measure capacity: publish S seconds of the ward at once, then time the worker through them")
     p.add_argument("--static", action="store_true",
                    help="give the worker a static group membership id (VIGIL_WORKER_INSTANCE), kept on restart")
     args = p.parse_args()
@@ -253,6 +312,9 @@ def main() -> None:
                   f"{os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker on this machine; "
                   f"beat classifier {args.beat_model}")
             for n in sizes:
+                if args.backlog:
+                    asyncio.run(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
+                    continue
                 asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile,
                                     args.beat_model, args.crash_at, args.static))
         finally:
