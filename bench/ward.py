@@ -34,8 +34,8 @@ published at once, then the worker is started, and the line gives how fast it
 works through them, in patient-seconds of input per second (after its first result,
 so start-up and group join are left out); that over N says how many times real time
 one worker runs at that ward size on this host. The patients deteriorate 25 s in, as
-in a real-time run with the default warm-up; deteriorating patients cost more (faster
-hearts, more beats), so the figure depends on how much of the backlog comes after.
+in a real-time run with the default warm-up (two runs with the onset at 5 s gave
+about 10 % less, not alternated with these).
 
     .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
     .venv/bin/python bench/ward.py --patients 1000 --backlog 60
