@@ -5,12 +5,8 @@
 # source build without --enable-optimizations is not, and one worker then works
 # through a 1,000-bed ward about 10 % slower (bench/ward.py --backlog). So the
 # system's python3 is taken when it is 3.11 or newer; `make PYTHON=...` picks another.
-SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null)
-ifeq ($(SYSTEM_PYTHON),True)
-PYTHON ?= /usr/bin/python3
-else
-PYTHON ?= python3
-endif
+# (Deferred: the probe runs only when PYTHON is not given.)
+PYTHON ?= $(if $(filter True,$(shell /usr/bin/python3 -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null)),/usr/bin/python3,python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

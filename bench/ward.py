@@ -64,7 +64,7 @@ from event_store.postgres import PostgresRecorder  # noqa: E402
 from streams.gc_pauses import summed_reports  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import encode_vitals  # noqa: E402
-from streams.ward import SimulatedWard, send_second  # noqa: E402
+from streams.ward import SimulatedWard, publish_ward, send_second  # noqa: E402
 from vigil.services.kafka import KafkaCluster  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
 from vigil.services.process import ManagedProcess, cpu_seconds  # noqa: E402
@@ -107,6 +107,10 @@ def stored_total(url: str) -> int:
     return int(waves) + int(vitals)
 
 
+def worker_command(beat_model: str) -> list[str]:
+    return [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model]
+
+
 async def _fresh_ward(bootstrap: str, server_url: str, patients: int, work: Path,
                       tag: str) -> tuple[str, TopicNames, dict[str, str]]:
     """A new database and topic prefix for one run: its URL, topics and the worker's environment."""
@@ -141,18 +145,9 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
     how fast it stores their results (see the module docstring)."""
     url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "b")
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=25, ramp_s=20)
-    start_us = time.time_ns() // 1000 - backlog * 1_000_000
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
-    await producer.start()
-    published = 0
-    try:
-        for t in range(backlog):
-            published += await send_second(producer, ward.timed_second(t, start_us), start_us=start_us, began=None)
-        await producer.flush()
-    finally:
-        await producer.stop()
-    worker = ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model],
-                                  work / f"{topics.prefix}.log", env=env)
+    published = await publish_ward(bootstrap, ward, seconds=backlog, realtime=False,
+                                   start_us=time.time_ns() // 1000 - backlog * 1_000_000)
+    worker = ManagedProcess.start("worker", worker_command(beat_model), work / f"{topics.prefix}.log", env=env)
     t_start = time.monotonic()
     first = cpu_first = None
     stored = 0
@@ -191,7 +186,7 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
     await producer.start()
-    command = [sys.executable, "-m", "vigil", "worker", "--beat-model", beat_model]
+    command = worker_command(beat_model)
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
     worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
