@@ -52,18 +52,21 @@ class RrAnalyzer:
         self._window_ms = window_s * 1000.0
         self._last_peak: int | None = None
         self._recent: deque[float] = deque(maxlen=5)   # accepted RR, for the ectopic rule
-        # (time of the interval's end in ms, NN ms, whether it directly follows the previous NN)
-        self._nn: deque[tuple[float, float, bool]] = deque()
+        # Per NN interval, in three parallel deques (numpy reads each at once, where a
+        # deque of tuples had to be unzipped first): the time of its end in ms, its
+        # length in ms, and whether it directly follows the previous NN interval.
+        self._nn_at: deque[float] = deque()
+        self._nn: deque[float] = deque()
+        self._nn_adjacent: deque[bool] = deque()
         self._rejected = 0
         self._previous_was_nn = False
         self._metrics: HrvMetrics | None = None  # cached until the next interval arrives
 
     def get_state(self) -> dict[str, Any]:
-        at, nn, adjacent = zip(*self._nn, strict=True) if self._nn else ((), (), ())
         return {
             "last_peak": self._last_peak, "rejected": self._rejected, "previous_was_nn": self._previous_was_nn,
-            "recent": np.array(self._recent, dtype=np.float64), "nn_at": np.array(at, dtype=np.float64),
-            "nn": np.array(nn, dtype=np.float64), "nn_adjacent": np.array(adjacent, dtype=bool),
+            "recent": np.array(self._recent, dtype=np.float64), "nn_at": np.array(self._nn_at, dtype=np.float64),
+            "nn": np.array(self._nn, dtype=np.float64), "nn_adjacent": np.array(self._nn_adjacent, dtype=bool),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -72,8 +75,10 @@ class RrAnalyzer:
         self._previous_was_nn = bool(state["previous_was_nn"])
         self._recent = deque(state["recent"].tolist(), maxlen=self._recent.maxlen)
         self._metrics = None
-        self._nn = deque(zip(state["nn_at"].tolist(), state["nn"].tolist(), state["nn_adjacent"].tolist(),
-                             strict=True))
+        at, nn, adjacent = state["nn_at"].tolist(), state["nn"].tolist(), state["nn_adjacent"].tolist()
+        if not len(at) == len(nn) == len(adjacent):
+            raise ValueError(f"RR state: {len(at)} times, {len(nn)} intervals, {len(adjacent)} adjacency flags")
+        self._nn_at, self._nn, self._nn_adjacent = deque(at), deque(nn), deque(adjacent)
 
     def add_peaks(self, peaks: npt.ArrayLike) -> None:
         """Add R-peak sample indices (increasing, as `QrsDetector.feed` returns them)."""
@@ -100,12 +105,16 @@ class RrAnalyzer:
             # rhythm is not rejected forever.
             self._recent.append(rr_ms)
         if normal:
-            self._nn.append((at_ms, rr_ms, self._previous_was_nn))
+            self._nn_at.append(at_ms)
+            self._nn.append(rr_ms)
+            self._nn_adjacent.append(self._previous_was_nn)
         else:
             self._rejected += 1
         self._previous_was_nn = normal
-        while self._nn and at_ms - self._nn[0][0] > self._window_ms:
+        while self._nn_at and at_ms - self._nn_at[0] > self._window_ms:
+            self._nn_at.popleft()
             self._nn.popleft()
+            self._nn_adjacent.popleft()
 
     def metrics(self) -> HrvMetrics:
         if self._metrics is None:
@@ -113,13 +122,12 @@ class RrAnalyzer:
         return self._metrics
 
     def _compute(self) -> HrvMetrics:
-        _, values, follows = zip(*self._nn, strict=True) if self._nn else ((), (), ())
-        nn = np.array(values, dtype=np.float64)
-        adjacent = np.array(follows, dtype=bool)
+        nn = np.array(self._nn, dtype=np.float64)
+        adjacent = np.array(self._nn_adjacent, dtype=bool)
         hr = None
         if nn.size >= 2:
             # np.median of the last 8, without numpy's overhead (the same value).
-            last = sorted(values[-8:])
+            last = sorted(nn[-8:].tolist())
             half = len(last) // 2
             hr = 60_000.0 / (last[half] if len(last) % 2 else (last[half - 1] + last[half]) / 2.0)
         # Successive differences only between NN intervals that really follow each other.
