@@ -64,6 +64,7 @@ from event_store.waveforms import WaveformStore
 from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
 from streams.ecg_codec import decode_ecg_chunk
 from streams.commands import apply_command, command_of
+from streams.raw_schema import RawSchema
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
@@ -200,8 +201,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     names = cfg.topics
 
     def raw_topic(name: str, partitions: int) -> Any:
-        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=partitions)
+        return app.topic(name, schema=RawSchema(), partitions=partitions)
 
     vitals_topic = raw_topic(names.vitals, cfg.partitions)
     fhir_topic = raw_topic(names.fhir, cfg.partitions)
