@@ -12,7 +12,7 @@ does for those messages that is pure:
              `streams.app` (stale check, `VitalsPatient`)
   snapshot   `EcgPatient.snapshot` + `VitalsPatient.encode` once per patient every
              ``--checkpoint`` seconds (the worker's checkpoint interval), so per
-             patient-second it is a fifth of one snapshot by default; spread over
+             patient-second it is a tenth of one snapshot by default; spread over
              the interval as the worker spreads them (`streams.states.share_of`),
              or all in its last second with ``--burst`` (as before)
   sink       the store's pure steps for one batch of a second's events:
@@ -59,6 +59,7 @@ from event_store.base import assign, chain, prepare  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.integrity import GENESIS  # noqa: E402
 from event_store.waveforms import WaveformChunk  # noqa: E402
+from streams.app import CHECKPOINT_INTERVAL_S  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
 from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, warm_up, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
@@ -189,7 +190,8 @@ def main() -> None:
     p.add_argument("--patients", type=int, default=200)
     p.add_argument("--seconds", type=int, default=60, help="timed seconds")
     p.add_argument("--warmup", type=int, default=30, help="seconds processed before timing starts")
-    p.add_argument("--checkpoint", type=int, default=5, help="seconds between snapshots of a patient's state")
+    p.add_argument("--checkpoint", type=int, default=round(CHECKPOINT_INTERVAL_S),
+                   help="seconds between snapshots of a patient's state (default: the worker's interval)")
     p.add_argument("--burst", action="store_true",
                    help="snapshot every patient in the interval's last second, not a share each second")
     p.add_argument("--seed", type=int, default=11)
