@@ -22,7 +22,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from processors.kernels import pairwise_sum
+from processors.kernels import pairwise_sum, select
 
 __all__ = ["beat_row", "corr", "best_shift", "column_medians", "mean", "median"]
 
@@ -59,17 +59,38 @@ def corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: in
 
 
 @numba.njit(cache=True, nogil=True)
+def _shifted_corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: int, n: int, mb: float,
+                  sbb: float, scratch: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
+    """`_corr` given ``b``'s mean ``mb`` and sum of squared deviations ``sbb`` (the same
+    numbers `_corr` would compute, so the same result)."""
+    ma = pairwise_sum(a, a0, n) / n
+    for i in range(n):
+        da = a[a0 + i] - ma
+        scratch[i] = da * da
+        scratch[2 * n + i] = da * (b[b0 + i] - mb)
+    den = np.sqrt(pairwise_sum(scratch, 0, n) * sbb)
+    return pairwise_sum(scratch, 2 * n, n) / den if den > 1e-12 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
 def best_shift(ext: npt.NDArray[np.float64], start: int, template: npt.NDArray[np.float64], t0: int, n: int,
                reach: int) -> int:  # pragma: no cover - compiled
     """The shift ``d`` in ``-reach..reach`` that best lines ``ext[start + d:][:n]`` up with
     ``template[t0:t0 + n]``: highest correlation, then the smallest ``|d|``, then the
     first found, as Python's ``max(range(-reach, reach + 1), key=lambda d: (corr, -abs(d)))``
     picks it (a NaN correlation never wins, and one in first place is never beaten)."""
+    # The template's side of every correlation is the same: its mean and sum of
+    # squares are computed once, exactly as `_corr` computes them.
     scratch = np.empty(3 * n)
+    mb = pairwise_sum(template, t0, n) / n
+    for i in range(n):
+        db = template[t0 + i] - mb
+        scratch[n + i] = db * db
+    sbb = pairwise_sum(scratch, n, n)
     best = -reach
-    best_c = _corr(ext, start - reach, template, t0, n, scratch)
+    best_c = _shifted_corr(ext, start - reach, template, t0, n, mb, sbb, scratch)
     for d in range(-reach + 1, reach + 1):
-        c = _corr(ext, start + d, template, t0, n, scratch)
+        c = _shifted_corr(ext, start + d, template, t0, n, mb, sbb, scratch)
         if c == best_c:
             if abs(d) < abs(best):
                 best = d
@@ -80,12 +101,26 @@ def best_shift(ext: npt.NDArray[np.float64], start: int, template: npt.NDArray[n
 
 @numba.njit(cache=True, nogil=True)
 def median(values: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
-    """``np.median(values)`` of a non-empty 1-D float64 array without NaN."""
-    s = np.sort(values)
-    n = s.shape[0]
+    """``np.median(values)`` of a non-empty 1-D float64 array: the middle value, or the
+    two middle values added and halved, found by selection rather than a full sort
+    (the same order statistics, so the same result). Should a NaN slip in, the
+    sort's answer is kept (numpy sorts NaN last), which selection would not give."""
+    n = values.shape[0]
+    for i in range(n):
+        if values[i] != values[i]:
+            s = np.sort(values)
+            if n % 2:
+                return float(s[n // 2])
+            return float((s[n // 2 - 1] + s[n // 2]) / 2.0)
+    s = values.copy()
     if n % 2:
-        return float(s[n // 2])
-    return float((s[n // 2 - 1] + s[n // 2]) / 2.0)
+        return select(s, n // 2)
+    low = select(s, n // 2 - 1)
+    high = s[n // 2]
+    for i in range(n // 2 + 1, n):
+        if s[i] < high:
+            high = s[i]
+    return float((low + high) / 2.0)
 
 
 @numba.njit(cache=True, nogil=True)

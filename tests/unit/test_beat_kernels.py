@@ -25,7 +25,7 @@ def test_means_add_in_numpy_order(n: int) -> None:
         assert k.mean(a) == np.mean(a)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 64, 256])
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 17, 64, 141, 255, 256])
 def test_medians_are_numpys(n: int) -> None:
     rng = np.random.default_rng(n)
     for _ in range(100):
@@ -33,6 +33,20 @@ def test_medians_are_numpys(n: int) -> None:
         assert k.median(a) == np.median(a)
         rows = rng.normal(size=(n, 141)).round(1)
         np.testing.assert_array_equal(k.column_medians(rows), np.median(rows, axis=0))
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 16, 141])
+def test_a_median_with_nan_is_the_sorted_middle_as_before(n: int) -> None:
+    # Selection cannot order NaN; the kernel then takes the middle of numpy's sort
+    # (NaN last), which is what it always returned.
+    rng = np.random.default_rng(n)
+    for _ in range(50):
+        a = rng.normal(size=n)
+        a[rng.integers(0, n, size=int(rng.integers(1, n + 1)))] = np.nan
+        s = np.sort(a)
+        expected = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+        got = k.median(a)
+        assert got == expected or (np.isnan(got) and np.isnan(expected))
 
 
 def _numpy_corr(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
