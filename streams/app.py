@@ -195,8 +195,20 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         consumer_max_fetch_size=4_194_304,
         **extra,
     )
+    async def settle() -> None:
+        # Faust is about to wait for every message in flight (a rebalance, shutdown):
+        # make them durable and checkpoint them now rather than at the round's end.
+        # (Defined before the sink and the states it uses, which exist by then: the
+        # consumer class takes it, and must be in place before the app makes its consumer.)
+        if "main" in sink:
+            await sink["main"].drain()
+        await app.producer.flush()
+        await asyncio.sleep(0)  # let the dead letters' done-callbacks run
+        for states in (vitals_states, ecg_states):
+            await states.checkpoint_idle()
+
     # This app's transport only (a class attribute set on the instance), before the app makes its consumer.
-    app.transport.Consumer = consumer_class(cfg.fetch_max_wait_ms)  # type: ignore[misc]
+    app.transport.Consumer = consumer_class(cfg.fetch_max_wait_ms, settle)  # type: ignore[misc]
     # Table writes wait in the producer's buffer, and Faust stops handing messages to the
     # agents whenever it holds more than ``max_messages`` (100), until 100 are sent,
     # with a warning each time. One checkpoint tick of a 1,000-bed ward writes about 200

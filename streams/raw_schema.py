@@ -20,7 +20,7 @@ import faust
 __all__ = ["RawSchema"]
 
 
-class RawSchema(faust.Schema):
+class RawSchema(faust.Schema[bytes, bytes]):
     """``key_type`` and ``value_type`` bytes, serializers ``raw``, decoded for free."""
 
     def __init__(self) -> None:

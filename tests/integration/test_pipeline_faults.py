@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from detectors.beat_classifier import shared_classifier
+from streams.app import CHECKPOINT_INTERVAL_S
 from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,
@@ -104,12 +105,13 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
             victim = worker(killed_db, f"{topic_prefix}-b", "b0")  # run B, killed five times
             for k in range(1, 6):
                 # Kill once this incarnation has stored a random 1 to 5 ward seconds' worth
-                # more, and then lived a random 0 to 8 s longer (so that some kills fall
-                # before its first full checkpoint round and some after); the ward is
-                # still streaming, so every kill falls mid-run.
+                # more, and then lived a random 0 to 1.6 checkpoint intervals longer (so
+                # that some kills fall before its first full checkpoint round and some
+                # after: with the seed, 0.12, 1.57, 1.19, 0.14 and 0.82 intervals); the
+                # ward is still streaming, so every kill falls mid-run.
                 last = sum(at_kill[-1]) if at_kill else 0
                 await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
-                await asyncio.sleep(rng.uniform(0.0, 8.0))
+                await asyncio.sleep(rng.uniform(0.0, 1.6 * CHECKPOINT_INTERVAL_S))
                 victim.kill()
                 offsets = await committed_offsets(apache_kafka, f"{topic_prefix}-b")
                 committed_at_kill.append(sum(max(o, 0) for o in offsets.values()))

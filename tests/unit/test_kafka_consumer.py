@@ -115,3 +115,53 @@ async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -
     assert delivered == [5, 6, 9]
     assert gaps == [("a/0", 7, 9)]
     assert consumer._read_offset["a/0"] == 10
+
+
+class _InFlight:
+    def __init__(self) -> None:
+        self.acked = False
+
+
+@pytest.mark.asyncio
+async def test_waiting_for_messages_in_flight_settles_them_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before a rebalance or shutdown Faust waits until every message taken is
+    acknowledged; the worker's ``settle`` (durable + checkpointed now) runs first, again
+    for a message an agent finished meanwhile, and Faust's own wait comes last."""
+    calls: list[str] = []
+    first, late = _InFlight(), _InFlight()
+
+    async def settle() -> None:
+        calls.append("settle")
+        for m in list(consumer._unacked_messages):
+            m.acked = True
+        if calls.count("settle") == 1:
+            consumer._unacked_messages.add(late)  # an agent's last message, done after the first settle
+
+    async def faust_wait(self: Any) -> None:
+        calls.append(f"faust with {len(self._unacked_messages)} unacknowledged")
+
+    monkeypatch.setattr(Consumer, "wait_empty", faust_wait)
+    cls: Any = consumer_class(100, settle)
+    consumer = object.__new__(cls)  # no service started: only wait_empty is exercised
+    consumer.settle = settle  # (as __init__ stores it)
+    consumer._unacked_messages = {first}
+    consumer._stopped, consumer._crashed = _Flag(), _Flag()
+    monkeypatch.setattr(cls, "should_stop", property(lambda self: False))
+    await consumer.wait_empty()
+    assert calls == ["settle", "settle", "faust with 0 unacknowledged"]
+    assert first.acked and late.acked
+
+
+@pytest.mark.asyncio
+async def test_without_settle_faust_waits_as_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    async def faust_wait(self: Any) -> None:
+        calls.append("faust")
+
+    monkeypatch.setattr(Consumer, "wait_empty", faust_wait)
+    consumer = object.__new__(consumer_class(100))
+    consumer.settle = None
+    consumer._unacked_messages = {_InFlight()}
+    await consumer.wait_empty()
+    assert calls == ["faust"]
