@@ -107,3 +107,13 @@ def test_worker_log_level_is_checked() -> None:
     assert Settings.from_env({"VIGIL_WORKER_LOGLEVEL": "info"}).worker_loglevel == "info"
     with pytest.raises(ConfigError, match="VIGIL_WORKER_LOGLEVEL"):
         Settings.from_env({"VIGIL_WORKER_LOGLEVEL": "loud"})
+
+
+def test_the_worker_checkpoint_interval_defaults_to_the_workers_own() -> None:
+    from streams.app import CHECKPOINT_INTERVAL_S
+
+    assert Settings.from_env({}).worker_checkpoint_s == CHECKPOINT_INTERVAL_S
+    assert Settings.from_env({"VIGIL_WORKER_CHECKPOINT_S": "5"}).worker_checkpoint_s == 5
+    for bad in ("0", "301", "ten"):
+        with pytest.raises(ConfigError, match="VIGIL_WORKER_CHECKPOINT_S"):
+            Settings.from_env({"VIGIL_WORKER_CHECKPOINT_S": bad})
