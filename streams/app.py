@@ -195,15 +195,20 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         consumer_max_fetch_size=4_194_304,
         **extra,
     )
+
+    async def make_durable() -> None:
+        """Everything the agents have applied: events stored, dead letters on the broker."""
+        if "main" in sink:
+            await sink["main"].drain()
+        await app.producer.flush()
+        await asyncio.sleep(0)  # let the dead letters' done-callbacks run
+
     async def settle() -> None:
         # Faust is about to wait for every message in flight (a rebalance, shutdown):
         # make them durable and checkpoint them now rather than at the round's end.
         # (Defined before the sink and the states it uses, which exist by then: the
         # consumer class takes it, and must be in place before the app makes its consumer.)
-        if "main" in sink:
-            await sink["main"].drain()
-        await app.producer.flush()
-        await asyncio.sleep(0)  # let the dead letters' done-callbacks run
+        await make_durable()
         for states in (vitals_states, ecg_states):
             await states.checkpoint_idle()
 
@@ -262,10 +267,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         # (events, then dead letters), checkpoint it with the resume offsets, and
         # flush the changelog before letting the partitions go.
         gone = {tp.partition for tp in revoked}
-        if "main" in sink:
-            await sink["main"].drain()
-        await app.producer.flush()
-        await asyncio.sleep(0)  # let the dead letters' done-callbacks run
+        await make_durable()
         for states in (vitals_states, ecg_states):
             await states.checkpoint_idle(gone)
             states.forget(gone)

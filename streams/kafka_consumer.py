@@ -59,13 +59,14 @@ from typing import Any
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
-__all__ = ["consumer_class", "SETTLE_ATTEMPTS", "SETTLE_PAUSE_S"]
+__all__ = ["consumer_class"]
 
 log = logging.getLogger(__name__)
 
 SETTLE_ATTEMPTS = 5
 """Times `wait_empty` settles before leaving the rest to Faust's wait."""
 SETTLE_PAUSE_S = 0.05
+"""Pause after each settling, in which an agent may finish the message it was working on."""
 
 
 def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]] | None = None) -> type[Consumer]:
@@ -100,7 +101,7 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                     if not self._unacked_messages or self.should_stop:
                         break
                     await self.settle()
-                    await asyncio.sleep(SETTLE_PAUSE_S)  # an agent may still finish its message
+                    await asyncio.sleep(SETTLE_PAUSE_S)
             await super().wait_empty()
 
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
