@@ -37,16 +37,19 @@ def mean(values: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compil
 def _corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: int, n: int,
           scratch: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
     """`corr`, with room for three times ``n`` values given (no allocation)."""
-    ma = pairwise_sum(a, a0, n) / n
+    mb, sbb = _spread(b, b0, n, scratch)
+    return _shifted_corr(a, a0, b, b0, n, mb, sbb, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _spread(b: npt.NDArray[np.float64], b0: int, n: int,
+            scratch: npt.NDArray[np.float64]) -> tuple[float, float]:  # pragma: no cover - compiled
+    """Mean of ``b[b0:b0 + n]`` and the sum of its squared deviations, in numpy's order."""
     mb = pairwise_sum(b, b0, n) / n
     for i in range(n):
-        da = a[a0 + i] - ma
         db = b[b0 + i] - mb
-        scratch[i] = da * da
         scratch[n + i] = db * db
-        scratch[2 * n + i] = da * db
-    den = np.sqrt(pairwise_sum(scratch, 0, n) * pairwise_sum(scratch, n, n))
-    return pairwise_sum(scratch, 2 * n, n) / den if den > 1e-12 else 0.0
+    return mb, pairwise_sum(scratch, n, n)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -61,8 +64,8 @@ def corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: in
 @numba.njit(cache=True, nogil=True)
 def _shifted_corr(a: npt.NDArray[np.float64], a0: int, b: npt.NDArray[np.float64], b0: int, n: int, mb: float,
                   sbb: float, scratch: npt.NDArray[np.float64]) -> float:  # pragma: no cover - compiled
-    """`_corr` given ``b``'s mean ``mb`` and sum of squared deviations ``sbb`` (the same
-    numbers `_corr` would compute, so the same result)."""
+    """Pearson correlation as `corr`, given ``b``'s mean ``mb`` and sum of squared
+    deviations ``sbb`` (`_spread`); ``scratch[n:2n]`` is left alone."""
     ma = pairwise_sum(a, a0, n) / n
     for i in range(n):
         da = a[a0 + i] - ma
@@ -79,14 +82,9 @@ def best_shift(ext: npt.NDArray[np.float64], start: int, template: npt.NDArray[n
     ``template[t0:t0 + n]``: highest correlation, then the smallest ``|d|``, then the
     first found, as Python's ``max(range(-reach, reach + 1), key=lambda d: (corr, -abs(d)))``
     picks it (a NaN correlation never wins, and one in first place is never beaten)."""
-    # The template's side of every correlation is the same: its mean and sum of
-    # squares are computed once, exactly as `_corr` computes them.
+    # The template's side of every correlation is the same: computed once.
     scratch = np.empty(3 * n)
-    mb = pairwise_sum(template, t0, n) / n
-    for i in range(n):
-        db = template[t0 + i] - mb
-        scratch[n + i] = db * db
-    sbb = pairwise_sum(scratch, n, n)
+    mb, sbb = _spread(template, t0, n, scratch)
     best = -reach
     best_c = _shifted_corr(ext, start - reach, template, t0, n, mb, sbb, scratch)
     for d in range(-reach + 1, reach + 1):
