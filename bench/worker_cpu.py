@@ -59,11 +59,10 @@ from event_store.base import assign, chain, prepare  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.integrity import GENESIS  # noqa: E402
 from event_store.waveforms import WaveformChunk  # noqa: E402
-from streams.app import CHECKPOINT_INTERVAL_S  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
 from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, warm_up, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
-from streams.states import share_of  # noqa: E402
+from streams.states import CHECKPOINT_INTERVAL_S, share_of  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import Rejected, decode_vitals  # noqa: E402
 from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events  # noqa: E402

@@ -72,7 +72,7 @@ from streams.gc_pauses import GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
 from streams import recovery_watchdog
 from streams.sink import BatchingSink, SinkItem
-from streams.states import PatientStates
+from streams.states import CHECKPOINT_INTERVAL_S, PatientStates
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events
@@ -80,12 +80,6 @@ from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events
 __all__ = ["WorkerConfig", "build_app", "run_worker"]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_INTERVAL_S = 10.0
-"""The worker's default seconds between state checkpoints. At a ward of 1,000 beds the
-checkpoints (snapshots, and the changelog records the producer sends) took about 14 %
-of the worker's core when they came every 5 s (py-spy); every 10 s halves that, for up
-to 5 s more input to replay after a crash."""
 
 CHECKPOINT_SHARES = 10
 """Ticks per checkpoint interval; each writes the keys of one share."""

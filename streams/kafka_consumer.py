@@ -34,6 +34,13 @@ clears the buffers and their waiting puts. (Racing such deliveries against the
 rebalance, as Faust does, was tried: a 1,000-bed ward then fell behind in 2 of 2 runs,
 probably because under a backlog the buffers are full most of the time and most
 messages paid the race.)
+
+The loop yields to the event loop after each delivery, as `wait_first` did, so the
+agents take messages one by one as they come: yielding only every 100 messages (as
+Faust's loop does besides) made the worker slower at 800 beds, 1.07-1.11 ms of CPU per
+patient-second against 1.02-1.04 with Faust's loop, and alarm p50 365-463 ms against
+124-168; yielding after each, 0.98-1.01 ms (bench/ward.py, runs alternated).
+
 Before a rebalance and at shutdown Faust waits (`wait_empty`) until every message the
 agents have taken is acknowledged, and the worker acknowledges a message only with the
 checkpoint that covers it, at the end of a checkpoint round: every 10 s, so Faust
@@ -41,12 +48,6 @@ would wait up to a round (a worker given SIGTERM took over 15 s to exit in the s
 test). The worker sets ``settle``, which makes everything in flight durable and
 checkpoints it at once; `wait_empty` calls it (a few times, for the messages the agents
 were still working on) before Faust's own wait, which then finds little or nothing.
-
-The loop yields to the event loop after each delivery, as `wait_first` did, so the
-agents take messages one by one as they come: yielding only every 100 messages (as
-Faust's loop does besides) made the worker slower at 800 beds, 1.07-1.11 ms of CPU per
-patient-second against 1.02-1.04 with Faust's loop, and alarm p50 365-463 ms against
-124-168; yielding after each, 0.98-1.01 ms (bench/ward.py, runs alternated).
 """
 
 from __future__ import annotations

@@ -55,7 +55,13 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
 
-__all__ = ["PatientStates"]
+__all__ = ["PatientStates", "CHECKPOINT_INTERVAL_S"]
+
+CHECKPOINT_INTERVAL_S = 10.0
+"""The worker's default seconds between state checkpoints. At a ward of 1,000 beds the
+checkpoints (snapshots, and the changelog records the producer sends) took about 14 %
+of the worker's core when they came every 5 s (py-spy); every 10 s halves that, for up
+to 5 s more input to replay after a crash."""
 
 S = TypeVar("S")
 

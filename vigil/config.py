@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from streams.states import CHECKPOINT_INTERVAL_S
+
 __all__ = ["ConfigError", "Settings", "parse_kafka_url", "parse_database_url"]
 
 _KAFKA_SCHEMES = ("kafka", "tcp", "plaintext")
@@ -124,9 +126,9 @@ class Settings:
     default warn); ``vigil worker --loglevel`` overrides it."""
     kafka_embedded: bool
     """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
-    worker_checkpoint_s: int = 10
+    worker_checkpoint_s: int = round(CHECKPOINT_INTERVAL_S)
     """Seconds between the worker's state checkpoints (``VIGIL_WORKER_CHECKPOINT_S``,
-    1-300; default `streams.app.CHECKPOINT_INTERVAL_S`): longer costs less CPU, and a
+    1-300; default `streams.states.CHECKPOINT_INTERVAL_S`): longer costs less CPU, and a
     restart after a crash replays up to that much input."""
 
     @classmethod
@@ -153,7 +155,7 @@ class Settings:
             worker_instance=env.get("VIGIL_WORKER_INSTANCE") or None,
             worker_loglevel=_choice(env, "VIGIL_WORKER_LOGLEVEL", LOG_LEVELS, "warn"),
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
-            worker_checkpoint_s=_int(env, "VIGIL_WORKER_CHECKPOINT_S", 10, 1, 300),
+            worker_checkpoint_s=_int(env, "VIGIL_WORKER_CHECKPOINT_S", round(CHECKPOINT_INTERVAL_S), 1, 300),
         )
 
     def kafka_bootstrap(self) -> str:

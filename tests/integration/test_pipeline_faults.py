@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from detectors.beat_classifier import shared_classifier
-from streams.app import CHECKPOINT_INTERVAL_S
+from streams.states import CHECKPOINT_INTERVAL_S
 from streams.topics import TopicNames
 from tests.integration.pipeline_helpers import (
     WardFeed,

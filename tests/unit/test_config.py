@@ -110,7 +110,7 @@ def test_worker_log_level_is_checked() -> None:
 
 
 def test_the_worker_checkpoint_interval_defaults_to_the_workers_own() -> None:
-    from streams.app import CHECKPOINT_INTERVAL_S
+    from streams.states import CHECKPOINT_INTERVAL_S
 
     assert Settings.from_env({}).worker_checkpoint_s == CHECKPOINT_INTERVAL_S
     assert Settings.from_env({"VIGIL_WORKER_CHECKPOINT_S": "5"}).worker_checkpoint_s == 5
