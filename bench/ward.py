@@ -18,6 +18,9 @@ Printed per N:
   lag          median and max of those samples, in seconds of input
   CPU          worker CPU seconds per wall second, and per patient (ms per second of data)
   machine      all cores' busy share over the run (/proc/stat)
+  CPU s/s      CPU seconds per wall second of each part: the worker, Kafka, PostgreSQL
+               (server and backends) and the publisher (this process: the simulated
+               devices, made bed by bed as they fall due, and its lag sampling)
   latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
                p50 / p99 / max, for alarm events and for all events
 
@@ -49,6 +52,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +71,7 @@ from streams.vitals_codec import encode_vitals  # noqa: E402
 from streams.ward import SimulatedWard, publish_ward, send_second  # noqa: E402
 from vigil.services.kafka import KafkaCluster  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
-from vigil.services.process import ManagedProcess, cpu_seconds  # noqa: E402
+from vigil.services.process import ManagedProcess, cpu_seconds, tree_cpu_seconds  # noqa: E402
 
 PARTITIONS = 4
 
@@ -85,26 +89,68 @@ def pct(values: list[float]) -> str:
     return f"p50 {q[49]:7.0f}  p99 {q[98]:7.0f}  max {max(values):7.0f} ms (n={len(values)})"
 
 
-async def wait_ready(producer: AIOKafkaProducer, topics: TopicNames, url: str, timeout: float = 180.0) -> float:
+async def wait_ready(producer: AIOKafkaProducer, topics: TopicNames, stored_total: StoredCount,
+                     timeout: float = 180.0) -> float:
     """Send one vitals message of a probe patient and wait until its event is stored:
     the worker has then joined its group and processes. Seconds it took."""
     t0 = time.monotonic()
     probe = encode_vitals("ward-probe", time.time_ns() // 1_000_000, {"hr": 70.0})
     await producer.send_and_wait(topics.vitals, probe, key=b"ward-probe")
-    while stored_total(url) < 1:
+    while stored_total() < 1:
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"the worker stored nothing within {timeout:.0f} s")
         await asyncio.sleep(0.2)
     return time.monotonic() - t0
 
 
-def stored_total(url: str) -> int:
+class StoredCount:
     """Input messages whose results are durable: one waveform row per ECG chunk, one
-    VitalsObserved per vitals message."""
-    with psycopg.connect(url) as conn:
-        (waves,) = conn.execute("SELECT count(*) FROM waveforms").fetchone() or (0,)
-        (vitals,) = conn.execute("SELECT count(*) FROM events WHERE event_type = 'VitalsObserved'").fetchone() or (0,)
-    return int(waves) + int(vitals)
+    VitalsObserved per vitals message. One connection, and the events counted
+    incrementally (the store gives positions in commit order), so that sampling it
+    every second or two loads the database little: a new connection and a full
+    count of the events each time took tens of milliseconds late in a 1,000-bed run.
+    Thread-safe, so the publisher can sample it off its event loop."""
+
+    def __init__(self, url: str) -> None:
+        self._conn = psycopg.connect(url, autocommit=True)
+        self._lock = threading.Lock()
+        self._position = 0
+        self._vitals = 0
+
+    def __call__(self) -> int:
+        with self._lock:
+            vitals, last = self._conn.execute(
+                "SELECT count(*) FILTER (WHERE event_type = 'VitalsObserved'), max(position) FROM events "
+                "WHERE position > %s", (self._position,)).fetchone() or (0, None)
+            (waves,) = self._conn.execute("SELECT count(*) FROM waveforms").fetchone() or (0,)
+            self._vitals += int(vitals)
+            self._position = self._position if last is None else int(last)
+            return int(waves) + self._vitals
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class MachineCpu:
+    """CPU seconds per wall second of the parts on this machine: the worker(s), the
+    broker and the database (each a process and its descendants) and this
+    publisher (with its lag sampler), from a `start` to a `stop`."""
+
+    def __init__(self, services: dict[str, int]) -> None:
+        self._services = services  # name -> pid
+        self._t0 = 0.0
+        self._cpu0: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {name: tree_cpu_seconds(sid) for name, sid in self._services.items()} | {
+            "publisher": time.process_time()}
+
+    def start(self) -> None:
+        self._t0, self._cpu0 = time.monotonic(), self._now()
+
+    def stop(self) -> str:
+        elapsed = time.monotonic() - self._t0
+        return ", ".join(f"{name} {(cpu - self._cpu0[name]) / elapsed:4.2f}" for name, cpu in self._now().items())
 
 
 def worker_command(beat_model: str) -> list[str]:
@@ -148,18 +194,20 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
     published = await publish_ward(bootstrap, ward, seconds=backlog, realtime=False,
                                    start_us=time.time_ns() // 1000 - backlog * 1_000_000)
     worker = ManagedProcess.start("worker", worker_command(beat_model), work / f"{topics.prefix}.log", env=env)
+    stored_total = StoredCount(url)
     t_start = time.monotonic()
     first = cpu_first = None
     stored = 0
     try:
         while stored < published and time.monotonic() - t_start < 600:
             await asyncio.sleep(0.5)
-            stored = stored_total(url)
+            stored = stored_total()
             if first is None and stored:
                 first, stored_first, cpu_first = time.monotonic(), stored, cpu_seconds(worker.pid)
         done = time.monotonic()
         cpu = cpu_seconds(worker.pid)
     finally:
+        stored_total.close()
         log_tail = worker.log_tail()
         worker.stop()
     if first is None or stored < published:
@@ -176,9 +224,11 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
           f"time; worker CPU {(cpu - (cpu_first or 0.0)) / (done - first):4.2f} s/s", flush=True)
 
 
-async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, warmup: int, work: Path,
-                  profile: Path | None = None, beat_model: str = "fp32", crash_at: int | None = None,
-                  static: bool = False) -> None:
+async def run_one(bootstrap: str, server_url: str, services: dict[str, int], patients: int, seconds: int,
+                  warmup: int, work: Path, profile: Path | None = None, beat_model: str = "fp32",
+                  crash_at: int | None = None, static: bool = False) -> None:
+    """One real-time run; ``services`` are the pids of the broker and the database,
+    whose CPU is printed beside the worker's."""
     url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "")
     prefix = topics.prefix
     if static:
@@ -192,23 +242,42 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
     worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
     # The ward starts once the worker works: its start-up (process, group join) is not
     # a backlog for the measured part to drain (--crash-at measures that case).
-    ready_s = await wait_ready(producer, topics, url)
+    stored_total = StoredCount(url)
+    ready_s = await wait_ready(producer, topics, stored_total)
     start_us = time.time_ns() // 1000
     began = time.monotonic()
     published = 1  # the probe
-    lags: list[float] = []
+    lags_at: dict[int, float] = {}  # second -> lag in seconds of input
+    machine_cpu = MachineCpu(services)
     cpu0 = busy0 = None
     cpu_killed = 0.0  # CPU of the worker killed by --crash-at
     crash_t = None if crash_at is None else warmup + crash_at
     after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
+    samplers: set[asyncio.Task[None]] = set()
+
+    def sample_lag(published_by_now: int, since_crash: int | None, sampled_t: int | None) -> None:
+        # Counted in a thread, so that the publisher keeps its send times meanwhile.
+        async def count() -> None:
+            lag = (published_by_now - await asyncio.to_thread(stored_total)) / (2 * patients)
+            if since_crash is not None:
+                after_crash.append((since_crash, lag))
+            if sampled_t is not None:
+                lags_at[sampled_t] = lag
+
+        task = asyncio.create_task(count())
+        samplers.add(task)
+        task.add_done_callback(samplers.discard)
+
     t_measure = 0.0
     try:
         for t in range(warmup + seconds):
             # Each bed sends at its own phase within the second (device time = send time).
-            published += await send_second(producer, ward.timed_second(t, start_us), start_us=start_us, began=began)
+            published += await send_second(producer, ward.timed_messages(t, start_us), start_us=start_us,
+                                          began=began)
             await producer.flush()
             if t == warmup:
                 cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()
+                machine_cpu.start()
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
                 cpu_killed = cpu_seconds(worker.pid) - (cpu0 or 0.0)
@@ -218,23 +287,23 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
             since_crash = t - crash_t if crash_t is not None and t > crash_t else None  # sampled every second
             sampled = t > warmup and t % 2 == 0
             if sampled or since_crash is not None:
-                lag = (published - stored_total(url)) / (2 * patients)  # seconds of input
-                if since_crash is not None:
-                    after_crash.append((since_crash, lag))
-                if sampled:
-                    lags.append(lag)
+                sample_lag(published, since_crash, t if sampled else None)
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
         cpu = cpu_killed + cpu_seconds(worker.pid) - (cpu0 or 0.0)
         busy1 = machine_busy()
+        parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
+        await asyncio.gather(*samplers)
         drain0 = time.monotonic()
-        while stored_total(url) < published:
+        while stored_total() < published:
             if time.monotonic() - drain0 > 120:
                 break
             await asyncio.sleep(1.0)
         drain = time.monotonic() - drain0
     finally:
+        await asyncio.gather(*samplers, return_exceptions=True)
+        stored_total.close()
         await producer.stop()
         log_tail = worker.log_tail()
         worker.stop()
@@ -246,12 +315,15 @@ async def run_one(bootstrap: str, server_url: str, patients: int, seconds: int, 
             "WHERE occurred_at >= to_timestamp(%s)", (start_us / 1e6 + warmup,)).fetchall()
     alarm = [float(ms) for kind, ms in rows if kind in ("AlertRaised", "AlertResolved", "AlertEscalated")]
     every = [float(ms) for _, ms in rows]
+    lags = [lags_at[t] for t in sorted(lags_at)]
+    after_crash.sort()
     tail = lags[len(lags) * 2 // 3:] or [0.0]
     keeps = max(tail) <= 3.0 and tail[-1] <= max(tail[0], 1.0) + 0.5
     print(f"N={patients:5d}  worker ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  "
           f"lag median {statistics.median(lags or [0]):5.1f} s "
           f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  worker CPU {cpu / elapsed:4.2f} s/s "
           f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
+    print(f"         CPU s/s     : worker {cpu / elapsed:4.2f}, {parts}")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")
@@ -309,6 +381,9 @@ def main() -> None:
         work = Path(tmp)
         pg = PostgresCluster.start(work / "pg", database="bench", durable=True)
         kafka = KafkaCluster.start(work / "kafka")
+        broker = kafka.nodes[0].process
+        assert broker is not None
+        services = {"Kafka": broker.pid, "PostgreSQL": pg.process.pid}
         try:
             run = (f"capacity through a backlog of {args.backlog} s" if args.backlog else
                    f"{args.seconds} s measured after {args.warmup} s warm-up")
@@ -318,8 +393,8 @@ def main() -> None:
                 if args.backlog:
                     asyncio.run(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
                     continue
-                asyncio.run(run_one(kafka.bootstrap, pg.url, n, args.seconds, args.warmup, work, args.profile,
-                                    args.beat_model, args.crash_at, args.static))
+                asyncio.run(run_one(kafka.bootstrap, pg.url, services, n, args.seconds, args.warmup, work,
+                                    args.profile, args.beat_model, args.crash_at, args.static))
         finally:
             kafka.stop()
             pg.stop()

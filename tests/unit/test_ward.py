@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from streams.ecg_codec import decode_ecg_chunk
+from streams.scenarios import ScenarioVitals
 from streams.topics import TopicNames
 from streams.vitals_codec import decode_vitals
 from streams.ward import SimulatedWard, TimedMessage, bed_phase_us, send_second
@@ -93,3 +95,38 @@ def test_send_second_paces_messages_by_their_send_time() -> None:
     fast = _Recorder()
     assert asyncio.run(send_second(fast, messages, start_us=START_US, began=None)) == 4
     assert fast.sent[-1][0] - fast.sent[0][0] < 0.05
+
+
+def test_timed_messages_are_timed_second_made_bed_by_bed() -> None:
+    eager, lazy = SimulatedWard(7, seed=2, topics=TOPICS), SimulatedWard(7, seed=2, topics=TOPICS)
+    for t in range(3):
+        assert list(lazy.timed_messages(t, START_US)) == eager.timed_second(t, START_US)
+    # Lazy: asking for the next second checks the order at once, but makes nothing
+    # until the publisher takes the messages, one bed (vitals, then ECG) at a time.
+    made: list[str] = []
+
+    def counted(patient: str, vitals: Callable[[int], ScenarioVitals]) -> Callable[[int], ScenarioVitals]:
+        def wrapper(t: int) -> ScenarioVitals:
+            made.append(patient)
+            return vitals(t)
+        return wrapper
+
+    ward = SimulatedWard(3, seed=2, topics=TOPICS)
+    for bed in ward._beds:
+        bed.scenario.vitals = counted(bed.patient_id, bed.scenario.vitals)  # type: ignore[method-assign]
+    messages = ward.timed_messages(0, START_US)
+    with pytest.raises(ValueError, match="in order"):
+        ward.timed_messages(2, START_US)
+    assert made == []
+    first, second = next(messages), next(messages)
+    assert (first[1], second[1]) == (TOPICS.vitals, TOPICS.ecg) and len(made) == 1
+    rest = list(messages)
+    assert len(rest) == 4 and len(made) == 3
+
+
+def test_send_second_takes_messages_as_they_come() -> None:
+    ward = SimulatedWard(4, seed=9, topics=TOPICS)
+    producer = _Recorder()
+    assert asyncio.run(send_second(producer, ward.timed_messages(0, START_US), start_us=START_US, began=None)) == 8
+    assert [(topic, key, value) for _, topic, key, value in producer.sent] == \
+        SimulatedWard(4, seed=9, topics=TOPICS).second(0, START_US)
