@@ -9,9 +9,10 @@ full pass over them took about 0.3 s, all of it a pause of the event loop and so
 every alarm being processed. `freeze_startup_heap` moves what exists once start-up is
 done into the collector's permanent generation (`gc.freeze`), which later passes
 skip. What the patients' state adds still costs: at a 1,000-bed ward a full pass took
-0.1-0.18 s, about once a minute, and a young one 50-75 ms, six times a minute
-(`bench/ward.py`, which prints them). `GcPauses` records the pauses by generation, for
-the worker's periodic report.
+0.1-0.18 s, about once a minute, and a young one 50-75 ms, six times a minute, with
+the young threshold at 50,000; the worker now takes 10,000, whose young passes took
+16-25 ms (`vigil.runtime`; `bench/ward.py` prints the pauses). `GcPauses` records the
+pauses by generation, for the worker's periodic report.
 
 Faust itself runs a full collection once a second while it waits for in-flight
 messages during a rebalance (`Consumer.wait_empty`); those show up in the report too.

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from event_store.exceptions import EventStoreError
 from vigil.config import LOG_LEVELS, ConfigError, Settings
-from vigil.runtime import tune_gc
+from vigil.runtime import GC_GEN0_THRESHOLD, WORKER_GC_GEN0_THRESHOLD, tune_gc
 from vigil.services.process import ServiceError
 
 __all__ = ["main"]
@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        tune_gc()
+        tune_gc(default=WORKER_GC_GEN0_THRESHOLD if args.command == "worker" else GC_GEN0_THRESHOLD)
         settings = Settings.from_env()
         return _dispatch(args, settings)
     except ConfigError as e:

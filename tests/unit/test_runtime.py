@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 from collections.abc import Iterator
 
 import pytest
 
 from vigil.config import ConfigError
-from vigil.runtime import GC_GEN0_THRESHOLD, tune_gc
+from vigil.runtime import GC_GEN0_THRESHOLD, WORKER_GC_GEN0_THRESHOLD, tune_gc
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +30,29 @@ def test_environment_overrides_the_default(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("VIGIL_GC_GEN0", "700")
     assert tune_gc() == 700
     assert gc.get_threshold()[0] == 700
+    assert tune_gc(default=WORKER_GC_GEN0_THRESHOLD) == 700
+
+
+def test_a_process_may_bring_its_own_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_GC_GEN0", raising=False)
+    assert tune_gc(default=WORKER_GC_GEN0_THRESHOLD) == WORKER_GC_GEN0_THRESHOLD != GC_GEN0_THRESHOLD
+    assert gc.get_threshold()[0] == WORKER_GC_GEN0_THRESHOLD
+
+
+def test_the_worker_command_takes_the_worker_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vigil.cli
+
+    monkeypatch.delenv("VIGIL_GC_GEN0", raising=False)
+    seen: dict[str, int] = {}
+
+    def dispatch(args: argparse.Namespace, settings: object) -> int:
+        seen[args.command] = gc.get_threshold()[0]
+        return 0
+
+    monkeypatch.setattr(vigil.cli, "_dispatch", dispatch)
+    assert vigil.cli.main(["worker"]) == 0
+    assert vigil.cli.main(["news2", "--input", "-"]) == 0
+    assert seen == {"worker": WORKER_GC_GEN0_THRESHOLD, "news2": GC_GEN0_THRESHOLD}
 
 
 @pytest.mark.parametrize("raw", ["lots", "0", "-5"])
