@@ -107,9 +107,11 @@ class StoredCount:
     """Input messages whose results are durable: one waveform row per ECG chunk, one
     VitalsObserved per vitals message. One connection, and the events counted
     incrementally (the store gives positions in commit order), so that sampling it
-    every second or two loads the database little: a new connection and a full
-    count of the events each time took tens of milliseconds late in a 1,000-bed run.
-    Thread-safe, so the publisher can sample it off its event loop."""
+    every second or two loads the database little: it used to open a connection each
+    time (3 ms) and count both tables in full, and a full count of the 55,000
+    waveform rows a 1,000-bed run holds at its end took 11-16 ms, with the events
+    growing twice as fast. Thread-safe, so the publisher can sample it off its event
+    loop."""
 
     def __init__(self, url: str) -> None:
         self._conn = psycopg.connect(url, autocommit=True)
@@ -132,9 +134,9 @@ class StoredCount:
 
 
 class MachineCpu:
-    """CPU seconds per wall second of the parts on this machine: the worker(s), the
-    broker and the database (each a process and its descendants) and this
-    publisher (with its lag sampler), from a `start` to a `stop`."""
+    """CPU seconds per wall second, from a `start` to a `stop`, of the services (each a
+    process and its descendants: the broker, the database) and of this publisher
+    (with its lag sampler). The worker's is measured apart, as it may be restarted."""
 
     def __init__(self, services: dict[str, int]) -> None:
         self._services = services  # name -> pid
@@ -142,7 +144,7 @@ class MachineCpu:
         self._cpu0: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
-        return {name: tree_cpu_seconds(sid) for name, sid in self._services.items()} | {
+        return {name: tree_cpu_seconds(pid) for name, pid in self._services.items()} | {
             "publisher": time.process_time()}
 
     def start(self) -> None:

@@ -10,11 +10,11 @@ to 50,000 roughly halved the client CPU per event of reading the log
 (bench/event_store.py prints both settings). Memory is still freed by reference
 counting at once; only cycles wait longer, and there are few.
 
-The worker (`vigil worker`) takes 10,000 instead. Its objects do not die young in
-bulk the way a page of the log does: each message it takes stays alive until the
-checkpoint that acknowledges it, and each patient's state until the next chunk, so a
-young pass finds most of what it scans still alive, and its pause grows with the
-threshold. At 600 beds (`bench/ward.py`, 55-s runs alternated on 2026-11-27) 50,000
+The worker (`vigil worker`) takes 10,000 instead. A young pass scans the young
+objects still alive (garbage without cycles is freed at once), and in the worker
+many live for seconds: each message it takes until the checkpoint that acknowledges
+it, each patient's state until the next chunk. So its pauses grow with the
+threshold, and they delay every message in flight. At 600 beds (`bench/ward.py`, 55-s runs alternated on 2026-11-27) 50,000
 gave 4 young passes per run of 52-70 ms each; 10,000 gave 26-28 of 16-25 ms and 2
 middle ones of 38-100 ms, for the same worker CPU (0.83-0.88 s/s against 0.85-0.88),
 and a lower alarm latency p99 in 4 of 5 pairs of runs. 5,000 and 2,000 made more
