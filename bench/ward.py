@@ -296,7 +296,6 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         busy1 = machine_busy()
         parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
-        await asyncio.gather(*samplers)
         drain0 = time.monotonic()
         while stored_total() < published:
             if time.monotonic() - drain0 > 120:

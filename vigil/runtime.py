@@ -36,15 +36,14 @@ WORKER_GC_GEN0_THRESHOLD = 10_000
 """The worker's, unless ``VIGIL_GC_GEN0`` says otherwise."""
 
 
-def tune_gc(gen0: int | None = None, default: int = GC_GEN0_THRESHOLD) -> int:
-    """Set the collector's young-generation threshold (``gen0``, else ``VIGIL_GC_GEN0``,
-    else ``default``), keeping the older generations' own; return it."""
-    if gen0 is None:
-        raw = os.environ.get("VIGIL_GC_GEN0", "")
-        try:
-            gen0 = int(raw) if raw.strip() else default
-        except ValueError:
-            raise ConfigError(f"VIGIL_GC_GEN0: {raw!r} is not an integer") from None
+def tune_gc(default: int = GC_GEN0_THRESHOLD) -> int:
+    """Set the collector's young-generation threshold (``VIGIL_GC_GEN0``, else
+    ``default``), keeping the older generations' own; return it."""
+    raw = os.environ.get("VIGIL_GC_GEN0", "")
+    try:
+        gen0 = int(raw) if raw.strip() else default
+    except ValueError:
+        raise ConfigError(f"VIGIL_GC_GEN0: {raw!r} is not an integer") from None
     if gen0 < 1:
         raise ConfigError(f"VIGIL_GC_GEN0: the young-generation threshold must be positive, got {gen0}")
     _, older, oldest = gc.get_threshold()
