@@ -23,6 +23,11 @@ Printed per N:
                devices, made bed by bed as they fall due, and its lag sampling)
   latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
                p50 / p99 / max, for alarm events and for all events
+  host speed   seconds a fixed pure-Python loop (`host_speed`) took just before and just
+               after the run, while nothing else of the benchmark ran: on this shared
+               host such a loop ran up to 2.7 times faster on one day than on another
+               (and drifted within a day), so compare ward figures only between runs
+               whose host speeds are close
 
 Nothing is asserted; figures only. The worker classifies every beat, as by default
 (``--beat-model off`` measures it without the classifier).
@@ -54,7 +59,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 # Run as a script, this folder is sys.path[0], and bench/event_store.py would shadow
 # the `event_store` package: drop that entry (the project is installed in the venv).
@@ -80,6 +87,28 @@ def machine_busy() -> tuple[float, float]:
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = values[3] + values[4]
     return float(sum(values) - idle), float(sum(values))
+
+
+HOST_SPEED_LOOPS = 30_000_000
+
+
+def host_speed(loops: int = HOST_SPEED_LOOPS) -> float:
+    """Seconds this process takes for ``loops`` additions in a Python loop: one core's
+    speed for the interpreter, as the worker uses it. For the default: 0.78 s before
+    and 1.03 s after a 100-bed run, on this project's 2-core host on 2026-11-27."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(loops):
+        total += i
+    return time.perf_counter() - t0
+
+
+def run_on_host(run: Coroutine[Any, Any, None]) -> None:
+    """Run one ward size, then print the host's speed measured just before and after it."""
+    before = host_speed()
+    asyncio.run(run)
+    print(f"         host speed  : {before:.2f} s before, {host_speed():.2f} s after "
+          f"({HOST_SPEED_LOOPS // 1_000_000} M-iteration Python loop)", flush=True)
 
 
 def pct(values: list[float]) -> str:
@@ -392,9 +421,9 @@ def main() -> None:
                   f"on this machine; beat classifier {args.beat_model}")
             for n in sizes:
                 if args.backlog:
-                    asyncio.run(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
+                    run_on_host(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
                     continue
-                asyncio.run(run_one(kafka.bootstrap, pg.url, services, n, args.seconds, args.warmup, work,
+                run_on_host(run_one(kafka.bootstrap, pg.url, services, n, args.seconds, args.warmup, work,
                                     args.profile, args.beat_model, args.crash_at, args.static))
         finally:
             kafka.stop()
