@@ -27,23 +27,29 @@ busiest ward second, plus what a restore costs
 timing starts; the first ``--warmup`` seconds are processed but not timed (numba
 compilation, learning periods). With ``--profile``, a cProfile of the timed part,
 top 20 by own time (the figures above it then include the profiler's overhead).
-Nothing is asserted. On a shared machine, compare runs made back to back: CPU time
-per call still grows with the load on the other cores.
+With ``--stages``, the CPU of each stage of the ECG chain and of the alarm engine
+over the timed part, per patient-second (`STAGES`: each stage's method wrapped with
+a CPU clock, which adds about a microsecond per call; indented stages are parts of
+the one above them). Nothing is asserted. On a shared machine, compare runs made
+back to back: CPU time per call still grows with the load on the other cores.
 
     .venv/bin/python bench/worker_cpu.py --patients 200 --seconds 60
     .venv/bin/python bench/worker_cpu.py --patients 100 --seconds 30 --profile
+    .venv/bin/python bench/worker_cpu.py --patients 300 --seconds 20 --stages
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import io
 import json
 import pstats
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,11 +60,18 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     del sys.path[0]
 
 from detectors.alarms import AlarmEngine  # noqa: E402
+from detectors.arrhythmia import ArrhythmiaDetector  # noqa: E402
 from detectors.beat_classifier import BeatClassifier, shared_classifier  # noqa: E402
+from detectors.beat_features import BeatFeatureStream  # noqa: E402
+from detectors.ecg_activity import ActivityMeter  # noqa: E402
+from detectors.vf import VfDetector  # noqa: E402
 from event_store.base import assign, chain, prepare  # noqa: E402
 from event_store.events import NewEvent  # noqa: E402
 from event_store.integrity import GENESIS  # noqa: E402
 from event_store.waveforms import WaveformChunk  # noqa: E402
+from processors.ecg import EcgAnalyzer  # noqa: E402
+from processors.qrs import QrsDetector  # noqa: E402
+from processors.sqi import SignalQuality  # noqa: E402
 from streams.ecg_codec import decode_ecg_chunk  # noqa: E402
 from streams.ecg_pipeline import ENGINE, EcgPatient, process_chunk, warm_up, waveform_of  # noqa: E402
 from streams.sink import SinkItem, _requests  # noqa: E402
@@ -70,6 +83,41 @@ from streams.ward import SimulatedWard  # noqa: E402
 
 START_US = 1_764_122_400_000_000
 COMPONENTS = ("decode", "ecg", "vitals", "snapshot", "sink")
+STAGES: tuple[tuple[str, type, str], ...] = (
+    ("ECG analyzer (QRS, SQI, RR)", EcgAnalyzer, "feed"),
+    ("  QRS detector", QrsDetector, "feed"),
+    ("  signal quality", SignalQuality, "feed"),
+    ("beat features", BeatFeatureStream, "feed"),
+    ("beat classifier", BeatClassifier, "predict"),
+    ("arrhythmia detector", ArrhythmiaDetector, "feed"),
+    ("  VF detector", VfDetector, "feed"),
+    ("  activity meter", ActivityMeter, "feed"),
+    ("alarm engine (ECG and vitals)", AlarmEngine, "step"),
+)
+"""(label, class, method) timed by ``--stages``."""
+
+
+class StageClock:
+    """While on, every call of a `STAGES` method adds its CPU time to its stage."""
+
+    def __init__(self) -> None:
+        self.cpu = dict.fromkeys((label for label, _, _ in STAGES), 0.0)
+        self.on = False
+        for label, cls, name in STAGES:
+            setattr(cls, name, self._clocked(label, getattr(cls, name)))
+
+    def _clocked(self, label: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def clocked(*args: Any, **kwargs: Any) -> Any:
+            if not self.on:
+                return method(*args, **kwargs)
+            t0 = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.cpu[label] += time.process_time() - t0
+
+        return clocked
 
 
 class Worker:
@@ -195,6 +243,7 @@ def main() -> None:
                    help="snapshot every patient in the interval's last second, not a share each second")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--profile", action="store_true", help="print a cProfile top 20 of the timed part")
+    p.add_argument("--stages", action="store_true", help="print the CPU of each stage of the ECG chain (`STAGES`)")
     p.add_argument("--beat-model", choices=("fp32", "int8", "off"), default="fp32",
                    help="the beat classifier, as `vigil worker --beat-model`")
     args = p.parse_args()
@@ -212,11 +261,16 @@ def main() -> None:
     worker = Worker(topics, ENGINE, args.checkpoint, classifier, burst=args.burst)
     for t in range(args.warmup):
         worker.second(t, messages[t], timed=False)
+    stages = StageClock() if args.stages else None
     profiler = cProfile.Profile() if args.profile else None
     if profiler is not None:
         profiler.enable()
+    if stages is not None:
+        stages.on = True
     for t in range(args.warmup, total):
         worker.second(t, messages[t], timed=True)
+    if stages is not None:
+        stages.on = False
     if profiler is not None:
         profiler.disable()
     worker.time_restore()
@@ -232,6 +286,10 @@ def main() -> None:
           f"(after a crash or rebalance; not in the total)")
     print(f"snapshots: {worker.snapshot_bytes / max(worker.snapshots, 1):.0f} bytes on average; events per "
           f"patient-second {sum(worker.events.values()) / patient_seconds:.2f}: {dict(sorted(worker.events.items()))}")
+    if stages is not None:
+        print(f"{'stage':<32} {'ms per patient-second':>22}")
+        for label, cpu in stages.cpu.items():
+            print(f"{label:<32} {1000 * cpu / patient_seconds:22.4f}")
     if profiler is not None:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(20)
