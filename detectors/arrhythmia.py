@@ -16,8 +16,11 @@ window), follow each other with no unusable beat between, no untrusted window
 (noise, saturated, leads off) lies between them, and they are less than the
 asystole time apart (a pause that long is an asystole, not part of a slow run). VT needs a class label per beat
 from a separate classifier (``labels``, keyed by beat sample: "N", "S", "V", "F",
-"Q"); only "V" counts, and without labels VT is reported as not evaluated. VF
-comes from the waveform (`detectors.vf`).
+"Q"); only "V" counts, and without labels VT is reported as not evaluated. A label
+may come with a later chunk than its beat (a classifier that needs the next RR
+interval labels a beat once the next one is found): the beat waits in the run, and
+the VT rule is checked at it when its label comes. VF comes from the waveform
+(`detectors.vf`).
 
 Asystole is measured over *observed* signal only: the gap since the last QRS, or
 since the last untrusted window, whichever is later. ``ok`` and ``flat`` windows are
@@ -223,8 +226,9 @@ class ArrhythmiaDetector:
              windows: Sequence[WindowLike], labels: Mapping[int, str] | None = None
              ) -> tuple[ArrhythmiaState, ArrhythmiaReport]:
         """``samples``: the chunk (mV); ``beats`` and ``windows``: what the ECG chain
-        released for that same chunk; ``labels``: beat classes by sample, if a
-        classifier ran (None: it did not, and VT is not evaluated)."""
+        released for that same chunk; ``labels``: beat classes by sample, for beats of
+        this chunk or of earlier ones still unlabelled, if a classifier runs (None: it
+        does not, and VT is not evaluated)."""
         s = self.settings
         x = np.asarray(samples, dtype=np.float64).ravel()
         vf_state, vf_windows = self._vf.feed(state.vf, x)
@@ -234,13 +238,17 @@ class ArrhythmiaDetector:
         activity_recent = (state.activity_recent + tuple(sorted(activity.items())) if activity
                            else state.activity_recent)[-_HISTORY:]
         asystole = _Rule()
-        # Rules, technical conditions and their timers only for chunks that bring beats or
-        # windows (most bring one or neither): fewer objects for every patient every second.
-        rules = {name: _Rule() for name in _BEAT_RULES} if beats else None
+        scan = _Scan(state, vf_recent, activity_recent if windows else ())
+        # Labels of beats already in the run (a beat is classified once the next is found).
+        late = self._label_run(scan, labels) if labels and scan.run else ()
+        # Rules, technical conditions and their timers only for chunks that bring beats,
+        # labels or windows (most bring one or neither): fewer objects for every patient every second.
+        rules = {name: _Rule() for name in _BEAT_RULES} if beats or late else None
         tech = {name: _Rule() for name in _TECH.values()} if windows else None
         held = dict.fromkeys(_TECH.values(), 0.0)
         since = dict(state.since)
-        scan = _Scan(state, vf_recent, activity_recent if windows else ())
+        for end in late:
+            self._vt(scan.run, end, rules or {})
 
         # Windows and beats in time order; a window goes before the beats inside it.
         if tech is not None:
@@ -280,6 +288,15 @@ class ArrhythmiaDetector:
             h = held[name]
             obs.append(self._tech_still[name, present] if h == 0.0 else Observation(name, present, held_s=h))
         return st, ArrhythmiaReport(tuple(obs), tuple(vf_windows))
+
+    def vt_possible(self, state: ArrhythmiaState, beats: Sequence[BeatLike]) -> bool:
+        """Whether the VT rule could hold at a beat of ``state``'s run or of ``beats``: some
+        of its 5 consecutive beats are faster than its rate (breaks in the run aside, so
+        it errs towards yes). When not, no beat class is needed yet."""
+        bpm, n = self._limits["ventricular_tachycardia"]
+        samples = [sample for sample, _ in state.run] + sorted(int(b.sample) for b in beats if b.usable)
+        span = 60.0 * (n - 1) * self.fs / bpm  # a run faster than bpm spans fewer samples
+        return any(samples[i + n - 1] - samples[i] < span for i in range(len(samples) - n + 1))
 
     def _window(self, st: _Scan, w: WindowLike, tech: dict[str, _Rule], held: dict[str, float],
                 since: dict[str, int]) -> None:
@@ -327,21 +344,35 @@ class ArrhythmiaDetector:
             run = ()
         label = labels.get(sample, "") if labels is not None else ""
         run = (run + ((sample, label),))[-self._keep:]
-        for name, (bpm, n) in self._limits.items():
+        for name in ("extreme_bradycardia", "extreme_tachycardia"):
+            bpm, n = self._limits[name]
             if len(run) < n:
                 continue
-            tail = run[-n:]
-            if name == "ventricular_tachycardia" and labels is None:
-                continue
-            rate = 60.0 * (n - 1) * self.fs / max(tail[-1][0] - tail[0][0], 1)
-            if name == "extreme_bradycardia":
-                present = rate < bpm
-            elif name == "extreme_tachycardia":
-                present = rate > bpm
-            else:
-                present = rate > bpm and all(label == "V" for _, label in tail)
-            rules[name].note(present, round(rate, 1))
+            rate = 60.0 * (n - 1) * self.fs / max(run[-1][0] - run[-n][0], 1)
+            rules[name].note(rate < bpm if name == "extreme_bradycardia" else rate > bpm, round(rate, 1))
+        if label:  # (an unlabelled beat's VT check waits for its label)
+            self._vt(run, len(run), rules)
         st.run = run
+
+    def _vt(self, run: tuple[tuple[int, str], ...], end: int, rules: dict[str, _Rule]) -> None:
+        """The VT rule at the beat ``run[end - 1]``, over the beats up to it."""
+        bpm, n = self._limits["ventricular_tachycardia"]
+        if end < n:
+            return
+        rate = 60.0 * (n - 1) * self.fs / max(run[end - 1][0] - run[end - n][0], 1)
+        rules["ventricular_tachycardia"].note(rate > bpm and all(label == "V" for _, label in run[end - n:end]),
+                                              round(rate, 1))
+
+    @staticmethod
+    def _label_run(scan: _Scan, labels: Mapping[int, str]) -> list[int]:
+        """Give the beats of the run that were still unlabelled the labels that came for
+        them; the run lengths (up to each newly labelled beat) at which to check VT."""
+        run = list(scan.run)
+        late = [i + 1 for i, (sample, label) in enumerate(run) if not label and sample in labels]
+        for end in late:
+            run[end - 1] = (run[end - 1][0], labels[run[end - 1][0]])
+        scan.run = tuple(run)
+        return late
 
     def _vf_observation(self, windows: list[VfWindow]) -> Observation:
         s = self.settings.vf

@@ -15,8 +15,13 @@ and the bookkeeping that makes the stream trustworthy:
   device time;
 - the beat classifier (`detectors.beat_classifier`, when the worker runs one): every
   beat the chain finds gets an AAMI class (N, S, V, F, Q) from its `BeatFeatureStream`
-  row; the rows wait for the summary and go through the model in one batch (one
-  inference per patient per summary, rather than one per chunk);
+  row (released one beat behind: a row needs the next beat's RR). The rows wait for
+  the summary and go through the model in one batch (an inference costs about 25 us
+  for one row, 52 for twelve), unless the arrhythmia detector's VT rule may need
+  their classes (`ArrhythmiaDetector.vt_possible`: five recent beats faster than
+  100 bpm): then the rows waiting are classified at once. Either way the classes go
+  to the detector, with the chunk or (from a summary) with the next one; a beat the
+  VT rule saw unlabelled is judged when its class comes;
 - a summary every `SUMMARY_S` seconds of signal (``EcgAnalyzed``: beats, usable beats,
   heart rate and HRV, quality windows by label, and beats by class with the model's
   version and checksum), instead of an event per beat. A chain's first summary comes
@@ -108,9 +113,15 @@ class EcgPatient:
     beat_features: BeatFeatureStream | None = None
     """Feature rows for the beat classifier; None while the worker classifies no beats."""
     beat_rows: list[npt.NDArray[np.float32]] = field(default_factory=list)
-    """Feature rows of the beats released since the last summary, to classify with it."""
+    """Feature rows of the beats released and not yet classified."""
     commands_through: int = 0
     """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
+    beat_samples: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    """The beats of ``beat_rows``, by sample (-1: unknown, in snapshots from before they were kept)."""
+    beat_classes: Counter[str] = field(default_factory=Counter)
+    """Beats classified since the last summary, by class."""
+    summary_labels: dict[int, str] = field(default_factory=dict)
+    """Classes the last summary gave, by beat sample, for the arrhythmia detector with the next chunk."""
 
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
@@ -137,8 +148,10 @@ class EcgPatient:
             "vf_samples": np.frombuffer(vf.buffer, dtype="<f8"), "alarms": self.alarms.to_dict(),
             **({} if self.beat_features is None else
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
-            **({"beat_rows": np.concatenate(self.beat_rows)} if self.beat_rows else {}),
-            "commands_through": self.commands_through,
+            **({"beat_rows": np.concatenate(self.beat_rows), "beat_samples": np.concatenate(self.beat_samples)}
+               if self.beat_rows else {}),
+            "commands_through": self.commands_through, "beat_classes": dict(self.beat_classes),
+            "summary_labels": [[sample, label] for sample, label in self.summary_labels.items()],
         })
 
     @classmethod
@@ -155,7 +168,10 @@ class EcgPatient:
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
                    v.get("last_start_us"),
                    BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,
-                   [v["beat_rows"]] if "beat_rows" in v else [], v.get("commands_through", 0))
+                   [v["beat_rows"]] if "beat_rows" in v else [], v.get("commands_through", 0),
+                   [v["beat_samples"] if "beat_samples" in v else np.full(len(v["beat_rows"]), -1, dtype=np.int64)]
+                   if "beat_rows" in v else [],
+                   Counter(v.get("beat_classes", {})), {int(s): str(c) for s, c in v.get("summary_labels", [])})
 
 
 def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
@@ -204,15 +220,22 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
 
     x = chunk.samples_mv()
     if classifier is None:
-        state.beat_features, state.beat_rows = None, []
+        state.beat_features, state.beat_rows, state.beat_samples = None, [], []
+        state.beat_classes, state.summary_labels = Counter(), {}
     elif state.beat_features is None:
         state.beat_features = BeatFeatureStream(state.fs, start=state.fed)
     update = state.analyzer.feed(x)
-    if state.beat_features is not None:
+    detector = _detector(state.fs)
+    labels: dict[int, str] | None = None  # None: no classifier, and VT is not evaluated
+    if classifier is not None and state.beat_features is not None:
         rows = state.beat_features.feed(x, [b.sample for b in update.beats])
         if len(rows):
             state.beat_rows.append(rows.features)
-    state.arrhythmia, report = _detector(state.fs).feed(state.arrhythmia, x, update.beats, update.windows)
+            state.beat_samples.append(rows.samples)
+        labels, state.summary_labels = state.summary_labels, {}
+        if state.beat_rows and detector.vt_possible(state.arrhythmia, update.beats):
+            labels |= _classify(classifier, state)
+    state.arrhythmia, report = detector.feed(state.arrhythmia, x, update.beats, update.windows, labels)
     state.fed += x.shape[0]
     now_us = state.sample_us(state.fed)
     # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
@@ -244,18 +267,30 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
             "rmssd_ms": None if hrv.rmssd_ms is None else round(hrv.rmssd_ms, 1),
             "pnn50": None if hrv.pnn50 is None else round(hrv.pnn50, 1),
             "windows": dict(sorted(state.windows.items())),
-            **({} if classifier is None else _classes(classifier, state.beat_rows)),
+            **({} if classifier is None else _classes(classifier, state)),
         })
         state.summary_start = state.fed
         state.beats = state.usable = 0
         state.windows = Counter()
-        state.beat_rows = []
     return state, events
 
 
-def _classes(classifier: BeatClassifier, rows: list[npt.NDArray[np.float32]]) -> dict[str, object]:
-    """A summary's beats by class, and the model that classified them."""
-    counted = Counter(classifier.classify(np.concatenate(rows))) if rows else Counter[str]()
+def _classify(classifier: BeatClassifier, state: EcgPatient) -> dict[int, str]:
+    """Classify the rows waiting in ``state`` in one batch and count them; their classes by beat sample."""
+    if not state.beat_rows:
+        return {}
+    classes = classifier.classify(np.concatenate(state.beat_rows))
+    samples = np.concatenate(state.beat_samples).tolist()
+    state.beat_rows, state.beat_samples = [], []
+    state.beat_classes.update(classes)
+    return {s: c for s, c in zip(samples, classes, strict=True) if s >= 0}
+
+
+def _classes(classifier: BeatClassifier, state: EcgPatient) -> dict[str, object]:
+    """A summary's beats by class, and the model that classified them. The classes of
+    the beats still waiting go to the arrhythmia detector with the next chunk."""
+    state.summary_labels = _classify(classifier, state)
+    counted, state.beat_classes = state.beat_classes, Counter()
     return {"beat_classes": {c: counted[c] for c in AAMI_CLASSES}, "beat_model": classifier.provenance.as_metadata()}
 
 

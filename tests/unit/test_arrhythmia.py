@@ -47,14 +47,17 @@ Reports = list[dict[str, Observation]]
 def run_chain(fs: int, seconds: float, beats: Sequence[int], *, signal: FloatArray | None = None,
               label: Callable[[int], str] = lambda start: "ok", unusable: set[int] | None = None,
               classes: Mapping[int, str] | None = None, chunk: int | None = None,
-              state: ArrhythmiaState | None = None) -> tuple[ArrhythmiaState, Reports]:
+              state: ArrhythmiaState | None = None, late: bool = False) -> tuple[ArrhythmiaState, Reports]:
     """A stand-in for processors.ecg: each quality window is released once complete,
-    with the beats inside it. ``label(start)`` gives each window's label."""
+    with the beats inside it. ``label(start)`` gives each window's label. With
+    ``late``, each beat's class comes with the chunk after the one that released the
+    beat, as in the worker (a beat is classified once the next one is found)."""
     det = ArrhythmiaDetector(fs)
     size, n = det.window_size, round(seconds * fs)
     x = np.zeros(n) if signal is None else signal
     step = chunk or fs
     st, out, released = state or ArrhythmiaState(), [], 0
+    pending: list[int] = []
     for at in range(0, n, step):
         end = min(at + step, n)
         windows = [W(k * size, label(k * size)) for k in range(released, end // size)]
@@ -62,7 +65,11 @@ def run_chain(fs: int, seconds: float, beats: Sequence[int], *, signal: FloatArr
         last = windows[-1].start + size if windows else -1
         first = windows[0].start if windows else -1
         bs = [B(b, b not in (unusable or set())) for b in beats if first <= b < last]
-        st, report = det.feed(st, x[at:end], bs, windows, classes)
+        given = classes
+        if late and classes is not None:
+            given = {b: classes[b] for b in pending if b in classes}
+            pending = [b.sample for b in bs]
+        st, report = det.feed(st, x[at:end], bs, windows, given)
         out.append({o.condition: o for o in report.observations})
     return st, out
 
@@ -177,15 +184,31 @@ def test_an_unusable_beat_or_noise_window_breaks_a_run() -> None:
 # -- ventricular tachycardia ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["labelled", "labelled-a-chunk-later"])
 @pytest.mark.parametrize(("v_beats", "rr", "expected"), [(5, 149, True), (4, 149, False), (5, 150, False)])
-def test_ventricular_tachycardia_edges(v_beats: int, rr: int, expected: bool) -> None:
+def test_ventricular_tachycardia_edges(v_beats: int, rr: int, expected: bool, late: bool) -> None:
     fs = 250  # 100 bpm is exactly 150 samples
     beats = regular(fs, 1, 250, 8)
     run = [beats[-1] + rr * (i + 1) for i in range(v_beats)]
     beats += run + [run[-1] + 250 * (i + 1) for i in range(8)]
     classes = {b: "N" for b in beats} | {b: "V" for b in run}
-    _, reports = run_chain(fs, 30, beats, classes=classes)
+    _, reports = run_chain(fs, 30, beats, classes=classes, late=late)
     assert seen(reports, "ventricular_tachycardia") is expected
+
+
+def test_a_late_label_completes_a_run_found_a_chunk_earlier() -> None:
+    # Seven fast V beats, released in one chunk with no label yet: VT is not judged
+    # (None, not False) until the labels come, with the next chunk.
+    fs = 250
+    beats = regular(fs, 1, 120, 7)  # 125 bpm
+    det = ArrhythmiaDetector(fs)
+    st, first = det.feed(ArrhythmiaState(), np.zeros(fs), [B(b) for b in beats], [], {})
+    vt = {o.condition: o for o in first.observations}["ventricular_tachycardia"]
+    assert vt.present is None
+    _, second = det.feed(st, np.zeros(fs), [], [], dict.fromkeys(beats, "V"))
+    vt = {o.condition: o for o in second.observations}["ventricular_tachycardia"]
+    assert vt.present is True
+    assert vt.value == 125.0
 
 
 def test_without_beat_classes_ventricular_tachycardia_is_not_evaluated() -> None:

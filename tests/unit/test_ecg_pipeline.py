@@ -8,12 +8,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from detectors.beat_classifier import BeatClassifier
 from event_store.events import NewEvent
 from event_store.integrity import encode_json
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
 from streams.ecg_pipeline import SUMMARY_S, EcgPatient, first_summary_s, process_chunk, waveform_of
-from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg
+from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg, VtRun
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef
 
@@ -237,3 +238,57 @@ def test_classification_can_start_and_stop_mid_stream() -> None:
     state, events = run(items[:0], state)  # nothing: the state is left as it was
     state, _ = process_chunk(state, _with_truth(41, 12.0, 5)[0][40], SourceRef("ecg", 0, 40))
     assert state.beat_features is None  # a worker without one drops the stream
+
+
+@pytest.mark.parametrize(("rate_bpm", "beats"), [(110, 8), (130, 15)])
+def test_a_run_of_ventricular_beats_raises_the_vt_alarm(rate_bpm: int, beats: int) -> None:
+    # Each beat's class reaches the arrhythmia detector a chunk after the beat (once
+    # the next beat is found), and the VT rule waits for it.
+    config = EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(vt_runs=(VtRun(60.0, beats, rate_bpm),)))
+    synth = SyntheticEcg(config, seed=1, patient="p1")
+    items = []
+    for t in range(80):
+        mv, _ = synth.next_chunk(FS)
+        counts = np.round(np.nan_to_num(mv) / 0.005).astype(np.int16)
+        items.append(EcgChunk("p1", "mon-1", Lead.II, FS, t, T0_US + t * 1_000_000, counts, 0.005))
+    _, events = _classified(items)
+    raised = [e for e in events if e.event_type == "AlertRaised"]
+    assert [e.payload["condition"] for e in raised] == ["ventricular_tachycardia"]
+    assert raised[0].payload["priority"] == "high"
+    assert 60 <= raised[0].occurred_at.timestamp() - T0_US / 1e6 <= 60 + 2 * beats * 60 / rate_bpm + 2
+    _, unclassified = run(items)
+    assert not [e for e in unclassified if e.event_type == "AlertRaised"]  # no classes, no VT
+
+
+@pytest.mark.parametrize(("hr_bpm", "waits"), [(72, True), (125, False)])
+def test_beats_wait_for_the_summary_unless_the_vt_rule_may_need_their_classes(hr_bpm: int, waits: bool) -> None:
+    # Under 100 bpm no five beats can make VT: the rows wait and go through the model
+    # in one batch with the summary. Above it every chunk's rows are classified at once.
+    items = chunks(25, EcgConfig(sampling_rate=FS, hr_bpm=hr_bpm))
+    state, events = _classified(items[:12])
+    waiting = []
+    for i, chunk in enumerate(items[12:18], start=12):
+        state, _ = process_chunk(state, chunk, SourceRef("ecg", 0, i), _classifier())
+        assert state is not None
+        waiting.append(sum(len(r) for r in state.beat_rows))
+    assert (max(waiting) >= 4) is waits
+    assert (sum(waiting) == 0) is not waits
+
+
+def test_a_snapshot_from_before_beat_samples_were_kept_still_counts_its_beats() -> None:
+    items, _ = _with_truth(30, 15.0, 9)
+    _, straight = _classified(items)
+    state, first = _classified(items[:18])
+    assert state is not None and state.beat_rows  # rows wait for the summary
+    old = unpack(state.snapshot())
+    for key in ("beat_samples", "beat_classes", "summary_labels"):
+        del old[key]
+    _, rest = _classified(items[18:], EcgPatient.restore(pack(old)), first_offset=18)
+    summaries = [e.payload["beat_classes"] for e in first + rest if e.event_type == "EcgAnalyzed"]
+    assert summaries == [e.payload["beat_classes"] for e in straight if e.event_type == "EcgAnalyzed"]
+
+
+def _classifier() -> BeatClassifier:
+    from detectors.beat_classifier import shared_classifier
+
+    return shared_classifier()
