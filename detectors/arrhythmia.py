@@ -291,8 +291,8 @@ class ArrhythmiaDetector:
 
     def vt_possible(self, state: ArrhythmiaState, beats: Sequence[BeatLike]) -> bool:
         """Whether the VT rule could hold at a beat of ``state``'s run or of ``beats``: some
-        of its 5 consecutive beats are faster than its rate (breaks in the run aside, so
-        it errs towards yes). When not, no beat class is needed yet."""
+        5 consecutive ones among them run faster than its rate (breaks in the run aside,
+        so it errs towards yes). When not, no beat class is needed yet."""
         bpm, n = self._limits["ventricular_tachycardia"]
         samples = [sample for sample, _ in state.run] + sorted(int(b.sample) for b in beats if b.usable)
         span = 60.0 * (n - 1) * self.fs / bpm  # a run faster than bpm spans fewer samples
@@ -367,11 +367,12 @@ class ArrhythmiaDetector:
     def _label_run(scan: _Scan, labels: Mapping[int, str]) -> list[int]:
         """Give the beats of the run that were still unlabelled the labels that came for
         them; the run lengths (up to each newly labelled beat) at which to check VT."""
-        run = list(scan.run)
-        late = [i + 1 for i, (sample, label) in enumerate(run) if not label and sample in labels]
-        for end in late:
-            run[end - 1] = (run[end - 1][0], labels[run[end - 1][0]])
-        scan.run = tuple(run)
+        late = [i + 1 for i, (sample, label) in enumerate(scan.run) if not label and sample in labels]
+        if late:
+            run = list(scan.run)
+            for end in late:
+                run[end - 1] = (run[end - 1][0], labels[run[end - 1][0]])
+            scan.run = tuple(run)
         return late
 
     def _vf_observation(self, windows: list[VfWindow]) -> Observation:

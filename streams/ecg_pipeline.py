@@ -150,8 +150,10 @@ class EcgPatient:
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
             **({"beat_rows": np.concatenate(self.beat_rows), "beat_samples": np.concatenate(self.beat_samples)}
                if self.beat_rows else {}),
-            "commands_through": self.commands_through, "beat_classes": dict(self.beat_classes),
-            "summary_labels": [[sample, label] for sample, label in self.summary_labels.items()],
+            "commands_through": self.commands_through,
+            **({"beat_classes": dict(self.beat_classes)} if self.beat_classes else {}),
+            **({"summary_labels": [[sample, label] for sample, label in self.summary_labels.items()]}
+               if self.summary_labels else {}),
         })
 
     @classmethod

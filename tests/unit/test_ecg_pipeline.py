@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from detectors.beat_classifier import BeatClassifier
+from detectors.beat_classifier import shared_classifier
 from event_store.events import NewEvent
 from event_store.integrity import encode_json
 from processors.state import pack, unpack
@@ -186,8 +186,6 @@ def _with_truth(seconds: int, pvc_per_min: float, seed: int) -> tuple[list[EcgCh
 
 def _classified(items: list[EcgChunk], state: EcgPatient | None = None, first_offset: int = 0
                 ) -> tuple[EcgPatient | None, list[NewEvent]]:
-    from detectors.beat_classifier import shared_classifier
-
     events: list[NewEvent] = []
     for i, chunk in enumerate(items):
         state, produced = process_chunk(state, chunk, SourceRef("ecg", 0, first_offset + i), shared_classifier())
@@ -197,8 +195,6 @@ def _classified(items: list[EcgChunk], state: EcgPatient | None = None, first_of
 
 @pytest.mark.parametrize(("pvc_per_min", "seed"), [(0.0, 5), (12.0, 5), (20.0, 8)])
 def test_summaries_count_beats_by_class_with_the_model_that_classified_them(pvc_per_min: float, seed: int) -> None:
-    from detectors.beat_classifier import shared_classifier
-
     items, pvcs = _with_truth(120, pvc_per_min, seed)
     _, events = _classified(items)
     summaries = [e.payload for e in events if e.event_type == "EcgAnalyzed"]
@@ -268,7 +264,7 @@ def test_beats_wait_for_the_summary_unless_the_vt_rule_may_need_their_classes(hr
     state, events = _classified(items[:12])
     waiting = []
     for i, chunk in enumerate(items[12:18], start=12):
-        state, _ = process_chunk(state, chunk, SourceRef("ecg", 0, i), _classifier())
+        state, _ = process_chunk(state, chunk, SourceRef("ecg", 0, i), shared_classifier())
         assert state is not None
         waiting.append(sum(len(r) for r in state.beat_rows))
     assert (max(waiting) >= 4) is waits
@@ -281,14 +277,8 @@ def test_a_snapshot_from_before_beat_samples_were_kept_still_counts_its_beats() 
     state, first = _classified(items[:18])
     assert state is not None and state.beat_rows  # rows wait for the summary
     old = unpack(state.snapshot())
-    for key in ("beat_samples", "beat_classes", "summary_labels"):
-        del old[key]
+    del old["beat_samples"]
+    assert "beat_classes" not in old and "summary_labels" not in old  # (kept only when not empty)
     _, rest = _classified(items[18:], EcgPatient.restore(pack(old)), first_offset=18)
     summaries = [e.payload["beat_classes"] for e in first + rest if e.event_type == "EcgAnalyzed"]
     assert summaries == [e.payload["beat_classes"] for e in straight if e.event_type == "EcgAnalyzed"]
-
-
-def _classifier() -> BeatClassifier:
-    from detectors.beat_classifier import shared_classifier
-
-    return shared_classifier()
