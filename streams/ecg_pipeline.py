@@ -20,8 +20,8 @@ and the bookkeeping that makes the stream trustworthy:
   for one row, 52 for twelve), unless the arrhythmia detector's VT rule may need
   their classes (`ArrhythmiaDetector.vt_possible`: five recent beats faster than
   100 bpm): then the rows waiting are classified at once. Either way the classes go
-  to the detector, with the chunk or (from a summary) with the next one; a beat the
-  VT rule saw unlabelled is judged when its class comes;
+  to the detector with the chunk (a summary's batch runs before the detector); a beat
+  the VT rule saw unlabelled is judged when its class comes;
 - a summary every `SUMMARY_S` seconds of signal (``EcgAnalyzed``: beats, usable beats,
   heart rate and HRV, quality windows by label, and beats by class with the model's
   version and checksum), instead of an event per beat. A chain's first summary comes
@@ -46,14 +46,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import numpy.typing as npt
 
 from detectors.alarm_inputs import AlarmInputs
 from detectors.alarm_state import AlarmState
 from detectors.alarms import AlarmEngine
 from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
 from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier
-from detectors.beat_features import BeatFeatureStream
+from detectors.beat_features import BeatFeatureStream, BeatRows
 from detectors.vf import VfState
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
@@ -112,16 +111,13 @@ class EcgPatient:
     disclosure files the chunk under it). None in snapshots from before it was kept."""
     beat_features: BeatFeatureStream | None = None
     """Feature rows for the beat classifier; None while the worker classifies no beats."""
-    beat_rows: list[npt.NDArray[np.float32]] = field(default_factory=list)
-    """Feature rows of the beats released and not yet classified."""
+    beat_rows: list[BeatRows] = field(default_factory=list)
+    """Feature rows of the beats released and not yet classified (sample -1: unknown, in
+    snapshots from before the samples were kept)."""
     commands_through: int = 0
     """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
-    beat_samples: list[npt.NDArray[np.int64]] = field(default_factory=list)
-    """The beats of ``beat_rows``, by sample (-1: unknown, in snapshots from before they were kept)."""
     beat_classes: Counter[str] = field(default_factory=Counter)
     """Beats classified since the last summary, by class."""
-    summary_labels: dict[int, str] = field(default_factory=dict)
-    """Classes the last summary gave, by beat sample, for the arrhythmia detector with the next chunk."""
 
     @classmethod
     def start(cls, chunk: EcgChunk) -> EcgPatient:
@@ -148,12 +144,10 @@ class EcgPatient:
             "vf_samples": np.frombuffer(vf.buffer, dtype="<f8"), "alarms": self.alarms.to_dict(),
             **({} if self.beat_features is None else
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
-            **({"beat_rows": np.concatenate(self.beat_rows), "beat_samples": np.concatenate(self.beat_samples)}
-               if self.beat_rows else {}),
+            **({"beat_rows": np.concatenate([r.features for r in self.beat_rows]),
+                "beat_samples": np.concatenate([r.samples for r in self.beat_rows])} if self.beat_rows else {}),
             "commands_through": self.commands_through,
             **({"beat_classes": dict(self.beat_classes)} if self.beat_classes else {}),
-            **({"summary_labels": [[sample, label] for sample, label in self.summary_labels.items()]}
-               if self.summary_labels else {}),
         })
 
     @classmethod
@@ -170,10 +164,9 @@ class EcgPatient:
                    v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
                    v.get("last_start_us"),
                    BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,
-                   [v["beat_rows"]] if "beat_rows" in v else [], v.get("commands_through", 0),
-                   [v["beat_samples"] if "beat_samples" in v else np.full(len(v["beat_rows"]), -1, dtype=np.int64)]
-                   if "beat_rows" in v else [],
-                   Counter(v.get("beat_classes", {})), {int(s): str(c) for s, c in v.get("summary_labels", [])})
+                   [BeatRows(v["beat_samples"] if "beat_samples" in v else np.full(len(v["beat_rows"]), -1),
+                             v["beat_rows"])] if "beat_rows" in v else [],
+                   v.get("commands_through", 0), Counter(v.get("beat_classes", {})))
 
 
 def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
@@ -222,21 +215,21 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
 
     x = chunk.samples_mv()
     if classifier is None:
-        state.beat_features, state.beat_rows, state.beat_samples = None, [], []
-        state.beat_classes, state.summary_labels = Counter(), {}
+        state.beat_features, state.beat_rows, state.beat_classes = None, [], Counter()
     elif state.beat_features is None:
         state.beat_features = BeatFeatureStream(state.fs, start=state.fed)
+    # (summary_start is 0 only before a chain's first summary)
+    period = (SUMMARY_S if state.summary_start else first_summary_s(state.patient_id, state.lead)) * state.fs
+    summary_due = state.fed + x.shape[0] - state.summary_start >= period
     update = state.analyzer.feed(x)
     detector = _detector(state.fs)
     labels: dict[int, str] | None = None  # None: no classifier, and VT is not evaluated
     if classifier is not None and state.beat_features is not None:
         rows = state.beat_features.feed(x, [b.sample for b in update.beats])
         if len(rows):
-            state.beat_rows.append(rows.features)
-            state.beat_samples.append(rows.samples)
-        labels, state.summary_labels = state.summary_labels, {}
-        if state.beat_rows and detector.vt_possible(state.arrhythmia, update.beats):
-            labels |= _classify(classifier, state)
+            state.beat_rows.append(rows)
+        needed = summary_due or (bool(state.beat_rows) and detector.vt_possible(state.arrhythmia, update.beats))
+        labels = _classify(classifier, state) if needed else {}
     state.arrhythmia, report = detector.feed(state.arrhythmia, x, update.beats, update.windows, labels)
     state.fed += x.shape[0]
     now_us = state.sample_us(state.fed)
@@ -256,9 +249,7 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
         state.usable += sum(b.usable for b in update.beats)
     if update.windows:
         state.windows.update(w.label for w in update.windows)
-    # (summary_start is 0 only before a chain's first summary)
-    period = (SUMMARY_S if state.summary_start else first_summary_s(state.patient_id, state.lead)) * state.fs
-    if state.fed - state.summary_start >= period:
+    if summary_due:
         hrv = update.hrv
         emit("EcgAnalyzed", state.sample_time(state.fed), {
             "from": state.sample_time(state.summary_start).isoformat(),
@@ -281,17 +272,15 @@ def _classify(classifier: BeatClassifier, state: EcgPatient) -> dict[int, str]:
     """Classify the rows waiting in ``state`` in one batch and count them; their classes by beat sample."""
     if not state.beat_rows:
         return {}
-    classes = classifier.classify(np.concatenate(state.beat_rows))
-    samples = np.concatenate(state.beat_samples).tolist()
-    state.beat_rows, state.beat_samples = [], []
+    classes = classifier.classify(np.concatenate([r.features for r in state.beat_rows]))
+    samples = np.concatenate([r.samples for r in state.beat_rows]).tolist()
+    state.beat_rows = []
     state.beat_classes.update(classes)
     return {s: c for s, c in zip(samples, classes, strict=True) if s >= 0}
 
 
 def _classes(classifier: BeatClassifier, state: EcgPatient) -> dict[str, object]:
-    """A summary's beats by class, and the model that classified them. The classes of
-    the beats still waiting go to the arrhythmia detector with the next chunk."""
-    state.summary_labels = _classify(classifier, state)
+    """A summary's beats by class (all classified before the detector ran), and the model."""
     counted, state.beat_classes = state.beat_classes, Counter()
     return {"beat_classes": {c: counted[c] for c in AAMI_CLASSES}, "beat_model": classifier.provenance.as_metadata()}
 
