@@ -16,12 +16,14 @@ common bedside-monitor practice:
 
 A technical condition *suppresses* the physiological conditions it would otherwise
 fake (``suppressed_by``): with the leads off the ECG shows no QRS, which is not
-asystole. The VF/flutter alarm is deliberately not suppressed by ECG noise: the
-signal-quality index (processors/sqi.py) calls every 2-s window of the flutter
-episodes of MIT-BIH record 207 ``noise`` (18 of 18 in its first 300 s), because a
-sine-like ECG has a low kurtosis; letting noise suppress it would switch VF detection
-off exactly when VF is present. The VF detector (detectors/vf.py) rejects
-broadband noise itself.
+asystole. The VF/flutter and VT alarms are deliberately not suppressed by ECG
+noise: the signal-quality index (processors/sqi.py) calls every 2-s window of the
+flutter episodes of MIT-BIH record 207 ``noise`` (18 of 18 in its first 300 s), and
+most windows of a wide-complex VT, because a sine-like ECG has a low kurtosis;
+letting noise suppress them would switch their detection off exactly when they are
+present. Each guards against noise itself: the VF detector (detectors/vf.py) rejects
+broadband noise, and the VT rule (detectors/arrhythmia.py) takes a noise window's
+beats only when the beat classifier calls them ventricular and the run is regular.
 
 Condition names are stable strings: they are stored in events, never derived from
 code paths.
@@ -136,7 +138,8 @@ _SPECS = (
     ConditionSpec("asystole", "Asystole", HIGH, suppressed_by=_ECG_TECH),
     ConditionSpec("extreme_bradycardia", "Extreme bradycardia", HIGH, suppressed_by=_ECG_TECH),
     ConditionSpec("extreme_tachycardia", "Extreme tachycardia", HIGH, suppressed_by=_ECG_TECH),
-    ConditionSpec("ventricular_tachycardia", "Ventricular tachycardia", HIGH, suppressed_by=_ECG_TECH),
+    ConditionSpec("ventricular_tachycardia", "Ventricular tachycardia", HIGH,
+                  suppressed_by=frozenset({"ecg_leads_off"})),
     ConditionSpec("ventricular_fibrillation", "Ventricular fibrillation/flutter", HIGH,
                   suppressed_by=frozenset({"ecg_leads_off"})),
     # Technical conditions.

@@ -300,16 +300,23 @@ def test_suppression_holds_an_alarm_already_raised() -> None:
 
 def test_technical_alarm_still_alarming_suppresses_without_news() -> None:
     st, _ = run([(0, obs("ecg_noise", True, held_s=5))])
-    _, out = run([(1, obs("ventricular_tachycardia", True))], st)
+    _, out = run([(1, obs("extreme_tachycardia", True))], st)
     assert out == []
 
 
-def test_noise_suppresses_beat_arrhythmias_but_not_vf() -> None:
+def test_noise_suppresses_rate_arrhythmias_but_not_vt_or_vf() -> None:
+    # VT and VF guard against noise themselves (a wide-complex VT or a flutter is what the quality index calls noise).
     inputs = AlarmInputs(observations=[
         Observation("ecg_noise", True, held_s=6), Observation("extreme_tachycardia", True),
+        Observation("extreme_bradycardia", True), Observation("asystole", True),
         Observation("ventricular_tachycardia", True), Observation("ventricular_fibrillation", True)])
     _, out = run([(0, inputs)])
-    assert kinds(out) == ["AlarmRaised:ventricular_fibrillation", "AlarmRaised:ecg_noise"]
+    assert kinds(out) == ["AlarmRaised:ventricular_tachycardia", "AlarmRaised:ventricular_fibrillation",
+                          "AlarmRaised:ecg_noise"]
+    leads_off = AlarmInputs(observations=[Observation("ecg_leads_off", True), Observation("ventricular_tachycardia", True),
+                                          Observation("ventricular_fibrillation", True)])
+    _, out = run([(0, leads_off)])
+    assert kinds(out) == ["AlarmRaised:ecg_leads_off"]
 
 
 @pytest.mark.parametrize("probe_off", [

@@ -32,7 +32,12 @@ FloatArray = npt.NDArray[np.float64]
 @dataclass(frozen=True)
 class B:
     sample: int
-    usable: bool = True
+    quality: str = "ok"
+    """The label of the beat's quality window, as processors.ecg gives it."""
+
+    @property
+    def usable(self) -> bool:
+        return self.quality == "ok"
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ def run_chain(fs: int, seconds: float, beats: Sequence[int], *, signal: FloatArr
         released = max(released, end // size)
         last = windows[-1].start + size if windows else -1
         first = windows[0].start if windows else -1
-        bs = [B(b, b not in (unusable or set())) for b in beats if first <= b < last]
+        bs = [B(b, "suspect" if b in (unusable or set()) else label(b // size * size))
+              for b in beats if first <= b < last]
         given = classes
         if late and classes is not None:
             given = {b: classes[b] for b in pending if b in classes}
@@ -221,6 +227,60 @@ def test_fast_normal_beats_are_not_ventricular_tachycardia() -> None:
     _, reports = run_chain(250, 20, beats, classes=dict.fromkeys(beats, "N"))
     assert not seen(reports, "ventricular_tachycardia")
     assert reports[-1]["ventricular_tachycardia"].present is False
+
+
+def vt_in_noise(fs: int, rrs: Sequence[int], classes: str = "V", noise: str = "noise",
+                late: bool = False) -> Reports:
+    """Sinus at 60 bpm, then a run of beats with RR intervals ``rrs`` inside windows labelled
+    ``noise`` (4-10 s), given class ``classes``; the sinus beats are N."""
+    sinus = regular(fs, 0.5, fs, 3)
+    run = list(np.cumsum([4 * fs + fs // 4, *rrs]))
+    after = regular(fs, 11, fs, 8)
+    beats = sinus + run + after
+    label = {b: "N" for b in sinus + after} | dict.fromkeys(run, classes)
+
+    def window(start: int) -> str:
+        return noise if 4 * fs <= start < 10 * fs else "ok"
+
+    _, reports = run_chain(fs, 20, beats, label=window, classes=label, late=late)
+    return reports
+
+
+@pytest.mark.parametrize("late", [False, True], ids=["labelled", "labelled-a-chunk-later"])
+def test_ventricular_tachycardia_in_noise_windows_counts_when_regular_and_ventricular(late: bool) -> None:
+    # A wide-complex VT is what the quality index calls noise (low kurtosis): its beats still count for VT.
+    fs = 250
+    assert seen(vt_in_noise(fs, [120] * 8, late=late), "ventricular_tachycardia")
+    assert seen(vt_in_noise(fs, [100, 140, 110, 130, 120, 150], late=late), "ventricular_tachycardia")
+    # Not when the classifier does not call them V, nor when the run is irregular (artefact):
+    # the longest RR more than twice the shortest (vt_noise_rr_ratio).
+    assert not seen(vt_in_noise(fs, [120] * 8, classes="Q", late=late), "ventricular_tachycardia")
+    assert not seen(vt_in_noise(fs, [60, 121, 60, 121, 60, 121, 60], late=late), "ventricular_tachycardia")
+    assert seen(vt_in_noise(fs, [60, 120, 60, 120, 60, 120, 60], late=late), "ventricular_tachycardia")
+
+
+def test_noise_beats_never_count_for_rate_alarms_and_other_windows_still_break_vt() -> None:
+    fs = 250
+    reports = vt_in_noise(fs, [100] * 20)  # 150 bpm for 20 beats, all in noise windows
+    assert seen(reports, "ventricular_tachycardia")
+    assert not seen(reports, "extreme_tachycardia")
+    assert not seen(vt_in_noise(fs, [120] * 8, noise="leads_off"), "ventricular_tachycardia")
+    assert not seen(vt_in_noise(fs, [120] * 8, noise="saturated"), "ventricular_tachycardia")
+
+
+def test_a_state_from_before_the_vt_run_restores_with_its_labels() -> None:
+    fs = 250
+    beats = regular(fs, 1, 120, 4)
+    det = ArrhythmiaDetector(fs)
+    st, _ = det.feed(ArrhythmiaState(), np.zeros(fs), [B(b) for b in beats], [], dict.fromkeys(beats, "V"))
+    doc = st.to_dict()
+    del doc["vt_run"], doc["vt_break"]
+    doc["run"] = [[b, "V"] for b in beats]  # how the run was stored before VT had its own
+    legacy = ArrhythmiaState.from_dict(json.loads(json.dumps(doc)))
+    assert legacy.run == st.run and legacy.vt_run == st.vt_run
+    fifth = beats[-1] + 120
+    _, report = det.feed(legacy, np.zeros(fs), [B(fifth)], [], {fifth: "V"})
+    assert {o.condition: o for o in report.observations}["ventricular_tachycardia"].present is True
 
 
 def test_suspect_windows_are_observed_signal_whose_beats_do_not_count() -> None:
