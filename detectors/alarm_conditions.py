@@ -145,7 +145,7 @@ _SPECS = (
     # Technical conditions.
     ConditionSpec("ecg_leads_off", "ECG leads off", MEDIUM, technical=True),
     ConditionSpec("ecg_flat_line", "ECG flat line, check electrodes", LOW, technical=True, delay_s=4.0),
-    ConditionSpec("ecg_noise", "ECG noisy, arrhythmia analysis suspended", LOW, technical=True, delay_s=4.0),
+    ConditionSpec("ecg_noise", "ECG noisy, rate and asystole alarms suspended", LOW, technical=True, delay_s=4.0),
     ConditionSpec("spo2_probe_off", "SpO2 probe off", MEDIUM, technical=True, delay_s=10.0),
 )
 
