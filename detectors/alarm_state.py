@@ -36,7 +36,9 @@ class AlarmStateError(ValueError):
 class ActiveAlarm:
     """An alarm that has been raised and not yet cleared (one per condition).
 
-    ``condition_present`` is False for a latched alarm whose condition has ended.
+    ``condition_present`` is False for a latched alarm whose condition has ended, and
+    for one whose condition's clear delay is running (``absent_since``: when the
+    condition was first seen absent).
     ``escalated_at`` is when the escalation timer last started (the raise or the
     previous escalation). Acknowledged alarms neither sound nor escalate.
     """
@@ -56,6 +58,7 @@ class ActiveAlarm:
     escalation_level: int = 0
     acknowledged_by: str | None = None
     silenced_until: float | None = None
+    absent_since: float | None = None
 
     @property
     def acknowledged(self) -> bool:
@@ -84,6 +87,7 @@ class ActiveAlarm:
             value=_opt_num(d, "value", where), limit=_opt_num(d, "limit", where),
             escalation_level=_get(d, "escalation_level", int, where),
             acknowledged_by=_opt(d, "acknowledged_by", str, where), silenced_until=_opt_num(d, "silenced_until", where),
+            absent_since=_opt_num(d, "absent_since", where),
         )
 
 

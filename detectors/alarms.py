@@ -25,7 +25,10 @@ A step, in this order:
      condition (de-duplication);
    - absent: the timer resets; an alarm clears, unless it *latches* (high
      priority) and has not been acknowledged: then it stays, marked as no longer
-     present, until someone acknowledges it;
+     present, until someone acknowledges it; or unless its condition has a clear
+     delay (``clear_delay_s``) that has not run yet since the condition was first
+     seen absent: then it stays, marked as no longer present, and clears at the
+     first absent observation once the delay has run (a present one resets it);
    - None (no news): nothing changes;
 
 3. escalation: an alarm unacknowledged for ``escalate_after_s[priority]`` goes one
@@ -242,7 +245,7 @@ class AlarmEngine:
         alarm = w.alarms.get(spec.name)
         if alarm is not None:
             w.alarms[spec.name] = replace(alarm, condition_present=True, message=message, value=obs.value,
-                                          limit=obs.limit)
+                                          limit=obs.limit, absent_since=None)
             return
         onset = min(w.pending.get(spec.name, w.clock), w.clock - max(obs.held_s, 0.0))
         if w.clock - onset < self._delay(w, spec) - _EPS:
@@ -266,6 +269,11 @@ class AlarmEngine:
             return
         if alarm.latching and not alarm.acknowledged:
             w.alarms[spec.name] = replace(alarm, condition_present=False)
+            return
+        since = w.clock if alarm.absent_since is None else alarm.absent_since
+        if w.clock - since < spec.clear_delay_s - _EPS:
+            if alarm.absent_since is None:
+                w.alarms[spec.name] = replace(alarm, condition_present=False, absent_since=since)
             return
         del w.alarms[spec.name]
         message = _message(f"{spec.label} ended", obs)

@@ -304,6 +304,33 @@ def test_technical_alarm_still_alarming_suppresses_without_news() -> None:
     assert out == []
 
 
+def test_a_technical_alarm_whose_condition_flickers_stays_raised_until_its_clear_delay_runs() -> None:
+    assert CONDITIONS["ecg_noise"].clear_delay_s == 10.0
+    steps = [(0, obs("ecg_noise", True, held_s=4)), (2, obs("ecg_noise", False)), (6, obs("ecg_noise", True)),
+             (8, obs("ecg_noise", False)), (12, obs("ecg_noise", False)), (17.9, obs("ecg_noise", False))]
+    st, out = run(steps)
+    assert kinds(out) == ["AlarmRaised:ecg_noise"]  # one alarm, not one per burst
+    held = st.alarms["ecg_noise"]
+    assert not held.condition_present and held.absent_since == 8
+    assert AlarmState.from_dict(json.loads(json.dumps(st.to_dict()))) == st
+    st, out = run([(18, obs("ecg_noise", False))], st)  # 10 s absent since 8
+    assert kinds(out) == ["AlarmCleared:ecg_noise"] and "ecg_noise" not in st.alarms
+
+
+def test_a_technical_alarm_in_its_clear_delay_no_longer_suppresses() -> None:
+    st, _ = run([(0, obs("ecg_noise", True, held_s=5)), (1, obs("ecg_noise", False))])
+    assert "ecg_noise" in st.alarms
+    _, out = run([(2, obs("extreme_tachycardia", True))], st)
+    assert kinds(out) == ["AlarmRaised:extreme_tachycardia"]
+
+
+def test_an_alarm_state_from_before_clear_delays_loads() -> None:
+    st, _ = run([(0, obs("ecg_noise", True, held_s=5))])
+    doc = st.to_dict()
+    del doc["alarms"]["ecg_noise"]["absent_since"]
+    assert AlarmState.from_dict(doc) == st
+
+
 def test_noise_suppresses_rate_arrhythmias_but_not_vt_or_vf() -> None:
     # VT and VF guard against noise themselves (a wide-complex VT or a flutter is what the quality index calls noise).
     inputs = AlarmInputs(observations=[
