@@ -1,0 +1,210 @@
+"""The worker's lethal-arrhythmia and ECG-noise alarms on real recordings. Figures only.
+
+Each record goes through exactly what the worker runs for one patient's lead:
+`streams.ecg_pipeline.process_chunk`, fed 1-s chunks of int16 counts (5 uV each;
+a missing sample is sent as 0, as the wire format has no "missing"), with the
+shipped beat classifier. Its AlertRaised events are then held against the
+record's reference annotations. Sets (``--sets``, all by default):
+
+- ``mitdb``: the MIT-BIH Arrhythmia Database records present, lead MLII;
+- ``noise``: 24 of them (`NOISE_RECORDS`) with noise of the MIT-BIH Noise Stress Test
+  Database added: muscle artefact (``ma``) at 0 and 6 dB and baseline wander (``bw``)
+  at 0 dB, the decibels being the ratio of the signal's standard deviation to the
+  added noise's;
+- ``nstdb``: that database's own records 118e_6, 118e00, 118e12 and 118e24 (electrode
+  motion at -6 to 24 dB on record 118, which holds no VT);
+- ``challenge``: the 2015 challenge's VT alarm records, lead II (or the first ECG
+  lead), whole records.
+
+What is counted:
+
+- **VT runs found**: a reference run of 5 or more ventricular beats (AAMI V: V, E)
+  some 5 consecutive of which are faster than 100 bpm (the 2015 challenge's VT
+  definition) is found when a VT alarm is raised from 2 s before it to 10 s after
+  it. High-priority alarms latch until acknowledged and nobody acknowledges here,
+  so a record's later runs raise no new alarm: the count is a floor.
+- **VT false**: VT alarms outside every such run and outside ventricular flutter
+  or fibrillation episodes (VT alarms inside those are counted apart: a lethal
+  alarm on a lethal rhythm).
+- **challenge**: a VT alarm between 16 s before the monitor's alarm (300 s into the
+  record) and 10 s after it (only the long records go on after it); for the true
+  alarms that is a VT found, for the false ones a false alarm repeated. VT alarms
+  earlier in the records are counted too, without a verdict.
+- VF and ECG-noise alarms raised, for every set.
+
+    .venv/bin/python bench/ecg_alarms.py                    # every set, about 5 min
+    .venv/bin/python bench/ecg_alarms.py --sets mitdb challenge
+
+Data: ``$VIGIL_DATA_DIR`` (default ../shared/data next to the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+# Run as a script, this folder is sys.path[0], and bench/detectors.py would shadow the
+# `detectors` package: drop that entry (the project is installed in the venv).
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
+
+from detectors.beat_classifier import shared_classifier  # noqa: E402
+from streams.ecg_codec import EcgChunk, Lead  # noqa: E402
+from streams.ecg_pipeline import process_chunk  # noqa: E402
+from streams.vitals_pipeline import SourceRef  # noqa: E402
+
+DATA = Path(os.environ.get("VIGIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SETS = ("mitdb", "noise", "nstdb", "challenge")
+NOISE_RECORDS = ("100", "101", "103", "105", "106", "112", "113", "115", "116", "117", "121", "122", "123",
+                 "200", "201", "202", "203", "205", "208", "210", "215", "220", "223", "230")
+NOISES = (("ma", 0.0), ("ma", 6.0), ("bw", 0.0))
+AAMI_V = {"V", "E"}
+UV = 0.005  # mV per count
+T0_US = 1_764_122_400_000_000
+FloatArray = npt.NDArray[np.float64]
+
+
+def alarms(x: FloatArray, fs: int) -> list[tuple[float, str]]:
+    """(seconds from the start, condition) of every AlertRaised of the worker's ECG pipeline."""
+    state, out, classifier = None, [], shared_classifier()
+    for t in range(x.shape[0] // fs):
+        part = x[t * fs:(t + 1) * fs]
+        counts = np.clip(np.round(np.nan_to_num(part) / UV), -32767, 32767).astype(np.int16)
+        chunk = EcgChunk("p1", "bench", Lead.II, fs, t, T0_US + t * 1_000_000, counts, UV)
+        state, events = process_chunk(state, chunk, SourceRef("ecg", 0, t), classifier)
+        out += [((e.occurred_at.timestamp() * 1e6 - T0_US) / 1e6, str(e.payload["condition"])) for e in events
+                if e.event_type == "AlertRaised"]
+    return out
+
+
+def mitdb_truth(path: Path, fs: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """(VT runs, flutter/fibrillation episodes) of an MIT-BIH-style record, in seconds."""
+    import wfdb
+
+    ann = wfdb.rdann(str(path), "atr")
+    runs, lethal, current = [], [], []
+    for sample, symbol in zip(ann.sample, ann.symbol, strict=True):
+        if symbol in AAMI_V:
+            current.append(int(sample))
+            continue
+        if symbol in "NLRBejAaJSFfQ/?":
+            runs.append(current)
+            current = []
+    runs.append(current)
+    vt = [(r[0] / fs, r[-1] / fs) for r in runs
+          if len(r) >= 5 and any(60 * 4 * fs / (r[i + 4] - r[i]) > 100 for i in range(len(r) - 4))]
+    start = None
+    for sample, note in zip(ann.sample, ann.aux_note, strict=True):
+        if note.startswith("("):
+            if start is not None:
+                lethal.append((start / fs, sample / fs))
+                start = None
+            if note.strip("\x00").startswith(("(VF", "(VFL")):
+                start = int(sample)
+    if start is not None:
+        lethal.append((start / fs, float("inf")))
+    return vt, lethal
+
+
+def lead(path: Path, channel: str | None = None) -> tuple[FloatArray, int]:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(path))
+    names = list(rec.sig_name)
+    name = channel if channel in names else next(n for n in ("MLII", "II", "I", "III", "V", "aVF", "V1", "V5")
+                                                   if n in names)
+    return np.asarray(rec.p_signal[:, names.index(name)], dtype=np.float64), int(rec.fs)
+
+
+def mitdb_records() -> list[str]:
+    return sorted(p.stem for p in (DATA / "mitdb").glob("*.hea"))
+
+
+def noisy(records: Iterator[str] | list[str]) -> Iterator[tuple[str, FloatArray, int, str]]:
+    noise = {kind: lead(DATA / "nstdb" / kind, "noise1")[0] for kind, _ in NOISES}
+    for rec in records:
+        x, fs = lead(DATA / "mitdb" / rec)
+        for kind, db in NOISES:
+            n = noise[kind][:x.shape[0]]
+            gain = np.std(x[:n.shape[0]]) / np.std(n) / 10 ** (db / 20)
+            yield f"{rec}+{kind}{db:g}", x[:n.shape[0]] + gain * n, fs, rec
+
+
+def score_annotated(items: Iterator[tuple[str, FloatArray, int, str]]) -> Counter[str]:
+    c: Counter[str] = Counter()
+    for _, x, fs, rec in items:
+        vt_runs, lethal = mitdb_truth(DATA / "mitdb" / rec, fs) if rec else ([], [])
+        raised = alarms(x, fs)
+        vt = [t for t, cond in raised if cond == "ventricular_tachycardia"]
+        c["records"] += 1
+        c["hours"] += x.shape[0] / fs / 3600
+        c["vt runs"] += len(vt_runs)
+        c["vt runs found"] += sum(any(a - 2 <= t <= b + 10 for t in vt) for a, b in vt_runs)
+        for t in vt:
+            if any(a - 2 <= t <= b + 10 for a, b in vt_runs):
+                continue
+            c["vt in flutter/VF" if any(a - 2 <= t <= b + 10 for a, b in lethal) else "vt false"] += 1
+        c["vf alarms"] += sum(cond == "ventricular_fibrillation" for _, cond in raised)
+        c["noise alarms"] += sum(cond == "ecg_noise" for _, cond in raised)
+    return c
+
+
+def score_challenge() -> Counter[str]:
+    root = DATA / "challenge2015"
+    with open(root / "ALARMS.csv", newline="") as f:
+        truth = {r["record"]: r["true_alarm"] == "1" for r in csv.DictReader(f)
+                 if r["alarm_type"] == "Ventricular_Tachycardia" and (root / f"{r['record']}.hea").exists()}
+    c: Counter[str] = Counter()
+    for name, true in sorted(truth.items()):
+        x, fs = lead(root / name, "II")
+        raised = alarms(x, fs)
+        vt = [t for t, cond in raised if cond == "ventricular_tachycardia"]
+        kind = "true" if true else "false"
+        c[f"{kind} alarms"] += 1
+        c[f"{kind}: VT alarm near it"] += any(284 <= t <= 310 for t in vt)
+        c[f"{kind}: VT alarms before 280 s"] += sum(t < 280 for t in vt)
+        c["vf alarms"] += sum(cond == "ventricular_fibrillation" for _, cond in raised)
+        c["noise alarms"] += sum(cond == "ecg_noise" for _, cond in raised)
+    return c
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sets", nargs="+", choices=SETS, default=list(SETS))
+    args = parser.parse_args()
+    print(f"ECG alarms of the worker's pipeline (process_chunk, 1-s chunks, shipped classifier); data {DATA}")
+    for name in args.sets:
+        began = time.perf_counter()
+        if name == "mitdb":
+            c = score_annotated((rec, *lead(DATA / "mitdb" / rec), rec) for rec in mitdb_records())
+        elif name == "noise":
+            c = score_annotated(noisy([r for r in NOISE_RECORDS if (DATA / "mitdb" / f"{r}.hea").exists()]))
+        elif name == "nstdb":
+            c = score_annotated((rec, *lead(DATA / "nstdb" / rec), "") for rec in ("118e_6", "118e00", "118e12", "118e24")
+                                if (DATA / "nstdb" / f"{rec}.hea").exists())
+        else:
+            c = score_challenge()
+        took = time.perf_counter() - began
+        if name == "challenge":
+            print(f"  challenge: {c['true alarms']} true VT alarms, VT alarm near {c['true: VT alarm near it']}; "
+                  f"{c['false alarms']} false ones, VT alarm near {c['false: VT alarm near it']}; VT alarms before "
+                  f"280 s {c['true: VT alarms before 280 s']} (true records) + {c['false: VT alarms before 280 s']} "
+                  f"(false); VF alarms {c['vf alarms']}, noise alarms {c['noise alarms']}  [{took:.0f} s]")
+        else:
+            print(f"  {name}: {c['records']} records, {c['hours']:.1f} h; VT runs found {c['vt runs found']} of "
+                  f"{c['vt runs']}, VT false {c['vt false']}, VT in flutter/VF {c['vt in flutter/VF']}; "
+                  f"VF alarms {c['vf alarms']}, noise alarms {c['noise alarms']}  [{took:.0f} s]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
