@@ -41,6 +41,13 @@ Faust's loop does besides) made the worker slower at 800 beds, 1.07-1.11 ms of C
 patient-second against 1.02-1.04 with Faust's loop, and alarm p50 365-463 ms against
 124-168; yielding after each, 0.98-1.01 ms (bench/ward.py, runs alternated).
 
+Seeks go through `seek_wait`, which runs them in the consumer's thread. Faust's
+`seek` calls aiokafka's from the caller's thread, and aiokafka's fetcher is not
+thread-safe: the seek deletes the partition's fetched records while the consumer
+thread may be between reading and deleting that same entry in `fetched_records`.
+Seen once in the kill -9 fault test: ``KeyError: TopicPartition(...ecg, partition=2)``
+in `fetched_records`, which crashed the worker right after a restart.
+
 Before a rebalance and at shutdown Faust waits (`wait_empty`) until every message the
 agents have taken is acknowledged, and the worker acknowledges a message only with the
 checkpoint that covers it, at the end of a checkpoint round: every 10 s, so Faust
@@ -112,9 +119,9 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             await super().perform_seek()
             pending, self.resume_at = self.resume_at, {}
             assigned = self.assignment()
-            for tp, offset in pending.items():
-                if tp in assigned:
-                    await self.seek(tp, offset)
+            wanted = {tp: offset for tp, offset in pending.items() if tp in assigned}
+            if wanted:
+                await self.seek_wait(wanted)  # in the consumer's thread: see the module docstring
 
         async def _drain_messages(self, fetcher: Any) -> None:
             """Faust's fetch loop (run by its Fetcher service): take the records
