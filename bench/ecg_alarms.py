@@ -41,8 +41,6 @@ Data: ``$VIGIL_DATA_DIR`` (default ../shared/data next to the repo).
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 import time
 from collections import Counter
@@ -57,17 +55,20 @@ import numpy.typing as npt
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
-from detectors.beat_classifier import shared_classifier  # noqa: E402
+from detectors.beat_classifier import AAMI_CLASSES, shared_classifier  # noqa: E402
+from detectors.training.mitdb import data_dir, load_record  # noqa: E402
+from detectors.training.vt_eval import load_answers  # noqa: E402
+from detectors.vt_triage import VT_ALARM  # noqa: E402
 from streams.ecg_codec import EcgChunk, Lead  # noqa: E402
 from streams.ecg_pipeline import process_chunk  # noqa: E402
 from streams.vitals_pipeline import SourceRef  # noqa: E402
 
-DATA = Path(os.environ.get("VIGIL_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = data_dir()
 SETS = ("mitdb", "noise", "nstdb", "challenge")
 NOISE_RECORDS = ("100", "101", "103", "105", "106", "112", "113", "115", "116", "117", "121", "122", "123",
                  "200", "201", "202", "203", "205", "208", "210", "215", "220", "223", "230")
 NOISES = (("ma", 0.0), ("ma", 6.0), ("bw", 0.0))
-AAMI_V = {"V", "E"}
+V = AAMI_CLASSES.index("V")
 UV = 0.005  # mV per count
 T0_US = 1_764_122_400_000_000
 FloatArray = npt.NDArray[np.float64]
@@ -86,33 +87,22 @@ def alarms(x: FloatArray, fs: int) -> list[tuple[float, str]]:
     return out
 
 
-def mitdb_truth(path: Path, fs: float) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
-    """(VT runs, flutter/fibrillation episodes) of an MIT-BIH-style record, in seconds."""
-    import wfdb
-
-    ann = wfdb.rdann(str(path), "atr")
-    runs, lethal, current = [], [], []
-    for sample, symbol in zip(ann.sample, ann.symbol, strict=True):
-        if symbol in AAMI_V:
-            current.append(int(sample))
-            continue
-        if symbol in "NLRBejAaJSFfQ/?":
+def mitdb_truth(rec: str) -> tuple[FloatArray, int, list[tuple[float, float]], list[tuple[float, float]]]:
+    """An MIT-BIH record's MLII lead, its rate, its VT runs and its flutter/fibrillation
+    episodes (seconds)."""
+    r = load_record(rec)
+    fs = int(r.fs)
+    runs, current = [], []
+    for sample, cls in zip(r.ref_samples.tolist(), r.ref_classes.tolist(), strict=True):
+        if cls == V:
+            current.append(sample)
+        else:
             runs.append(current)
             current = []
     runs.append(current)
-    vt = [(r[0] / fs, r[-1] / fs) for r in runs
-          if len(r) >= 5 and any(60 * 4 * fs / (r[i + 4] - r[i]) > 100 for i in range(len(r) - 4))]
-    start = None
-    for sample, note in zip(ann.sample, ann.aux_note, strict=True):
-        if note.startswith("("):
-            if start is not None:
-                lethal.append((start / fs, sample / fs))
-                start = None
-            if note.strip("\x00").startswith(("(VF", "(VFL")):
-                start = int(sample)
-    if start is not None:
-        lethal.append((start / fs, float("inf")))
-    return vt, lethal
+    vt = [(run[0] / fs, run[-1] / fs) for run in runs
+          if len(run) >= 5 and any(60 * 4 * fs / (run[i + 4] - run[i]) > 100 for i in range(len(run) - 4))]
+    return r.signal, fs, vt, [(a / fs, b / fs) for a, b in r.excluded]
 
 
 def lead(path: Path, channel: str | None = None) -> tuple[FloatArray, int]:
@@ -129,20 +119,27 @@ def mitdb_records() -> list[str]:
     return sorted(p.stem for p in (DATA / "mitdb").glob("*.hea"))
 
 
-def noisy(records: Iterator[str] | list[str]) -> Iterator[tuple[str, FloatArray, int, str]]:
+Truth = list[tuple[float, float]]
+
+
+def annotated(records: list[str]) -> Iterator[tuple[FloatArray, int, Truth, Truth]]:
+    for rec in records:
+        yield mitdb_truth(rec)
+
+
+def noisy(records: list[str]) -> Iterator[tuple[FloatArray, int, Truth, Truth]]:
     noise = {kind: lead(DATA / "nstdb" / kind, "noise1")[0] for kind, _ in NOISES}
     for rec in records:
-        x, fs = lead(DATA / "mitdb" / rec)
+        x, fs, vt_runs, lethal = mitdb_truth(rec)
         for kind, db in NOISES:
             n = noise[kind][:x.shape[0]]
             gain = np.std(x[:n.shape[0]]) / np.std(n) / 10 ** (db / 20)
-            yield f"{rec}+{kind}{db:g}", x[:n.shape[0]] + gain * n, fs, rec
+            yield x[:n.shape[0]] + gain * n, fs, vt_runs, lethal
 
 
-def score_annotated(items: Iterator[tuple[str, FloatArray, int, str]]) -> Counter[str]:
+def score_annotated(items: Iterator[tuple[FloatArray, int, Truth, Truth]]) -> Counter[str]:
     c: Counter[str] = Counter()
-    for _, x, fs, rec in items:
-        vt_runs, lethal = mitdb_truth(DATA / "mitdb" / rec, fs) if rec else ([], [])
+    for x, fs, vt_runs, lethal in items:
         raised = alarms(x, fs)
         vt = [t for t, cond in raised if cond == "ventricular_tachycardia"]
         c["records"] += 1
@@ -160,9 +157,8 @@ def score_annotated(items: Iterator[tuple[str, FloatArray, int, str]]) -> Counte
 
 def score_challenge() -> Counter[str]:
     root = DATA / "challenge2015"
-    with open(root / "ALARMS.csv", newline="") as f:
-        truth = {r["record"]: r["true_alarm"] == "1" for r in csv.DictReader(f)
-                 if r["alarm_type"] == "Ventricular_Tachycardia" and (root / f"{r['record']}.hea").exists()}
+    truth = {name: true for name, (kind, true) in load_answers(root).items()
+             if kind == VT_ALARM and (root / f"{name}.hea").exists()}
     c: Counter[str] = Counter()
     for name, true in sorted(truth.items()):
         x, fs = lead(root / name, "II")
@@ -185,11 +181,11 @@ def main() -> int:
     for name in args.sets:
         began = time.perf_counter()
         if name == "mitdb":
-            c = score_annotated((rec, *lead(DATA / "mitdb" / rec), rec) for rec in mitdb_records())
+            c = score_annotated(annotated(mitdb_records()))
         elif name == "noise":
             c = score_annotated(noisy([r for r in NOISE_RECORDS if (DATA / "mitdb" / f"{r}.hea").exists()]))
         elif name == "nstdb":
-            c = score_annotated((rec, *lead(DATA / "nstdb" / rec), "") for rec in ("118e_6", "118e00", "118e12", "118e24")
+            c = score_annotated((*lead(DATA / "nstdb" / rec), [], []) for rec in ("118e_6", "118e00", "118e12", "118e24")
                                 if (DATA / "nstdb" / f"{rec}.hea").exists())
         else:
             c = score_challenge()

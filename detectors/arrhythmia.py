@@ -150,7 +150,7 @@ class ArrhythmiaState:
     """Technical condition -> start of its current run of windows."""
     vt_run: tuple[tuple[int, str, bool], ...] = ()
     """The VT rule's run: (sample, class label or "", from an ``ok`` window), usable beats
-    and beats of noise windows, at most ``vt_beats``."""
+    and beats of noise windows, at most as many as ``run``."""
     vt_break: int | None = None
     """End of the latest window that breaks the VT run (untrusted, and not noise)."""
 
@@ -388,12 +388,7 @@ class ArrhythmiaDetector:
             if not b.usable:
                 st.run = ()
             return
-        run = st.run
-        if run and (st.last_break is not None and run[-1] < st.last_break
-                    or sample - run[-1] >= s.asystole_s * self.fs):
-            # Broken by an untrusted window, or by a pause that is an asystole in its own right
-            # (counting it into a bradycardic run as well would alarm twice for one event).
-            run = ()
+        run = st.run if st.run and self._continues(st.run[-1], sample, st.last_break) else ()
         run = (*run[1 - self._keep:], sample)
         for name in ("extreme_bradycardia", "extreme_tachycardia"):
             bpm, n = self._limits[name]
@@ -402,6 +397,13 @@ class ArrhythmiaDetector:
             rate = 60.0 * (n - 1) * self.fs / max(run[-1] - run[-n], 1)
             rules[name].note(rate < bpm if name == "extreme_bradycardia" else rate > bpm, round(rate, 1))
         st.run = run
+
+    def _continues(self, last: int, sample: int, brk: int | None) -> bool:
+        """Whether a run whose latest beat is ``last`` goes on at ``sample``: not when a
+        breaking window ended since ``last`` (``brk``), nor after a pause that is an
+        asystole in its own right (counting it into a bradycardic run as well would
+        alarm twice for one event)."""
+        return (brk is None or last >= brk) and sample - last < self.settings.asystole_s * self.fs
 
     def _vt_beat(self, st: _Scan, b: BeatLike, sample: int, label: str, rules: dict[str, _Rule]) -> None:
         """The beat into the VT run, as `_beat` does for the rate run, but a noise window's
@@ -412,10 +414,7 @@ class ArrhythmiaDetector:
             if broken:
                 st.vt_run = ()
             return
-        run = st.vt_run
-        if run and (st.vt_break is not None and run[-1][0] < st.vt_break
-                    or sample - run[-1][0] >= self.settings.asystole_s * self.fs):
-            run = ()
+        run = st.vt_run if st.vt_run and self._continues(st.vt_run[-1][0], sample, st.vt_break) else ()
         run = (*run[1 - self._keep:], (sample, label, clean))
         if label:  # (an unlabelled beat's VT check waits for its label)
             self._vt(run, len(run), rules)

@@ -267,15 +267,14 @@ def vf_window(x: FloatArray, sampling_rate: float, settings: VfSettings = VfSett
 
 
 def _band_share(x: FloatArray, fs: float, centre_hz: float, band_hz: float) -> float:
-    """Share of the 0.5-30 Hz power of ``x`` (mean and linear trend out, Hann taper)
-    within ``band_hz`` of ``centre_hz``; 0 for a signal with no power there."""
+    """Share of the 0.5-30 Hz power of ``x`` (mean and linear trend out, Hann taper, as
+    `vf_window` prepares a window) within ``band_hz`` of ``centre_hz``; 0 for a signal
+    with no power there."""
     n = x.shape[0]
-    t = np.arange(n) - (n - 1) / 2.0
+    t, taper, freqs, band, tt, _, _ = _grid(n, fs)
     y = x - x.mean()
-    y = y - t * (float(t @ y) / float(t @ t)) if n > 1 else y
-    power = np.abs(np.fft.rfft(y * np.hanning(n))) ** 2
-    freqs = np.fft.rfftfreq(n, 1.0 / fs)
-    band = (freqs >= 0.5) & (freqs <= 30.0)
+    y = y - t * (float(t @ y) / tt) if n > 1 else y
+    power = np.abs(np.fft.rfft(y * taper)) ** 2
     total = float(power[band].sum())
     return float(power[band & (np.abs(freqs - centre_hz) <= band_hz)].sum()) / total if total > 0 else 0.0
 
