@@ -20,7 +20,8 @@ Printed per N:
   machine      all cores' busy share over the run (/proc/stat)
   CPU s/s      CPU seconds per wall second of each part: the worker, Kafka, PostgreSQL
                (server and backends) and the publisher (this process: the simulated
-               devices, made bed by bed as they fall due, and its lag sampling)
+               devices, stamped, encoded and sent bed by bed as they fall due, and
+               its lag sampling)
   latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
                p50 / p99 / max, for alarm events and for all events
   host speed   seconds a fixed pure-Python loop (`host_speed`) took just before and just
@@ -28,6 +29,12 @@ Printed per N:
                host such a loop ran up to 2.7 times faster on one day than on another
                (and drifted within a day), so compare ward figures only between runs
                whose host speeds are close
+
+The devices' ECG model and vitals scripts run before the worker starts (with
+``--render live``, while sending): real bedside devices do not compute on the
+server, and synthesising a 1,000-bed ward costs about 0.24 s of CPU per second,
+which the worker's host would otherwise lend the simulator. The bytes sent are
+the same either way.
 
 Nothing is asserted; figures only. The worker classifies every beat, as by default
 (``--beat-model off`` measures it without the classifier).
@@ -257,7 +264,7 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
 
 async def run_one(bootstrap: str, server_url: str, services: dict[str, int], patients: int, seconds: int,
                   warmup: int, work: Path, profile: Path | None = None, beat_model: str = "fp32",
-                  crash_at: int | None = None, static: bool = False) -> None:
+                  crash_at: int | None = None, static: bool = False, render_ahead: bool = True) -> None:
     """One real-time run; ``services`` are the pids of the broker and the database,
     whose CPU is printed beside the worker's."""
     url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "")
@@ -265,6 +272,13 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     if static:
         env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
+    if render_ahead:
+        # The devices' waveforms and vitals scripts are synthesised before the run;
+        # the publisher then stamps, encodes and sends them in real time.
+        c0, w0 = time.process_time(), time.monotonic()
+        ward.render(warmup + seconds)
+        print(f"N={patients:5d}  devices rendered ahead: {warmup + seconds} s in {time.monotonic() - w0:.1f} s "
+              f"({time.process_time() - c0:.1f} s CPU)", flush=True)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
     await producer.start()
     command = worker_command(beat_model)
@@ -399,6 +413,9 @@ def main() -> None:
                         "it took to catch up")
     p.add_argument("--backlog", type=int, metavar="S",
                    help="measure capacity: publish S seconds of the ward at once, then time the worker through them")
+    p.add_argument("--render", choices=("ahead", "live"), default="ahead",
+                   help="synthesise the devices' ECG and vitals before the run (ahead, default) or while sending "
+                        "(live: the publisher then costs about 0.3 s more CPU per second at 1,000 beds)")
     p.add_argument("--static", action="store_true",
                    help="give the worker a static group membership id (VIGIL_WORKER_INSTANCE), kept on restart")
     args = p.parse_args()
@@ -424,7 +441,8 @@ def main() -> None:
                     run_on_host(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
                     continue
                 run_on_host(run_one(kafka.bootstrap, pg.url, services, n, args.seconds, args.warmup, work,
-                                    args.profile, args.beat_model, args.crash_at, args.static))
+                                    args.profile, args.beat_model, args.crash_at, args.static,
+                                    args.render == "ahead"))
         finally:
             kafka.stop()
             pg.stop()

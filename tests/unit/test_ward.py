@@ -130,3 +130,37 @@ def test_send_second_takes_messages_as_they_come() -> None:
     assert asyncio.run(send_second(producer, ward.timed_messages(0, START_US), start_us=START_US, began=None)) == 8
     assert [(topic, key, value) for _, topic, key, value in producer.sent] == \
         SimulatedWard(4, seed=9, topics=TOPICS).second(0, START_US)
+
+
+def test_rendered_seconds_are_the_same_bytes_and_synthesise_nothing_when_sent() -> None:
+    live, ahead = SimulatedWard(5, seed=7, topics=TOPICS), SimulatedWard(5, seed=7, topics=TOPICS)
+    ahead.render(2)
+    made: list[int] = []
+
+    def counted(vitals: Callable[[int], ScenarioVitals]) -> Callable[[int], ScenarioVitals]:
+        def wrapper(t: int) -> ScenarioVitals:
+            made.append(t)
+            return vitals(t)
+        return wrapper
+
+    for bed in ahead._beds:
+        bed.scenario.vitals = counted(bed.scenario.vitals)  # type: ignore[method-assign]
+    # Seconds 0-1 were rendered: sending them synthesises nothing; second 2 is made live,
+    # from where the ECG generators stopped, then more are rendered after it.
+    for t in range(2):
+        assert ahead.timed_second(t, START_US) == live.timed_second(t, START_US)
+    assert made == []
+    assert ahead.timed_second(2, START_US) == live.timed_second(2, START_US)
+    assert made == [2] * 5
+    ahead.render(2)
+    assert made == [2] * 5 + [3] * 5 + [4] * 5
+    for t in (3, 4, 5):
+        assert ahead.timed_second(t, START_US) == live.timed_second(t, START_US)
+
+
+def test_render_counts_seconds() -> None:
+    ward = SimulatedWard(2, topics=TOPICS)
+    ward.render(0)
+    with pytest.raises(ValueError, match=">= 0"):
+        ward.render(-1)
+    assert len(ward.timed_second(0, START_US)) == 4
