@@ -138,7 +138,9 @@ class SimulatedWard:
         spends (a 1,000-bed ward: 0.47 s of CPU per second sending as it synthesises,
         0.19 sending what was rendered; real devices do not run on the server).
         `timed_messages` then only stamps, encodes and yields them. Memory: about 1 KB
-        per bed-second (tracemalloc), 80 MB for 80 s of 1,000 beds."""
+        per bed-second (tracemalloc), 80 MB for 80 s of 1,000 beds. Call it between
+        seconds, once the last second's messages were all taken (the ECG generators
+        stream, so a second made live must be finished before the next is rendered)."""
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds}")
         for _ in range(seconds):
