@@ -33,6 +33,11 @@ a CPU clock, which adds about a microsecond per call; indented stages are parts 
 the one above them). Nothing is asserted. On a shared machine, compare runs made
 back to back: CPU time per call still grows with the load on the other cores.
 
+The garbage collector runs as in the worker: the worker's young-generation threshold
+(`vigil.runtime.WORKER_GC_GEN0_THRESHOLD`; ``VIGIL_GC_GEN0`` overrides it), with the
+generated ward frozen out of its sight (`gc.freeze`), since in the worker messages
+come and go instead of waiting in a list for the whole run.
+
     .venv/bin/python bench/worker_cpu.py --patients 200 --seconds 60
     .venv/bin/python bench/worker_cpu.py --patients 100 --seconds 30 --profile
     .venv/bin/python bench/worker_cpu.py --patients 300 --seconds 20 --stages
@@ -43,6 +48,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import gc
 import io
 import json
 import pstats
@@ -80,6 +86,7 @@ from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import Rejected, decode_vitals  # noqa: E402
 from streams.vitals_pipeline import SourceRef, VitalsPatient, vitals_to_events  # noqa: E402
 from streams.ward import SimulatedWard  # noqa: E402
+from vigil.runtime import WORKER_GC_GEN0_THRESHOLD, tune_gc  # noqa: E402
 
 START_US = 1_764_122_400_000_000
 COMPONENTS = ("decode", "ecg", "vitals", "snapshot", "sink")
@@ -252,9 +259,14 @@ def main() -> None:
     ward = SimulatedWard(n, seed=args.seed, topics=topics, onset_s=args.warmup + 5, ramp_s=20)
     g0 = time.process_time()
     messages = [ward.second(t, START_US) for t in range(total)]
+    # The worker's collector: its young-generation threshold, and the ward made above out
+    # of its sight (in the worker, messages come and go; here they wait in a list for the
+    # whole run, and the collector would scan them over and over).
+    gen0 = tune_gc(default=WORKER_GC_GEN0_THRESHOLD)
+    gc.freeze()
     print(f"worker CPU benchmark: {n} patients, {args.warmup} s warm-up + {args.seconds} s timed, "
           f"snapshots every {args.checkpoint} s ({'all at once' if args.burst else 'spread'}), "
-          f"beat classifier {args.beat_model}; "
+          f"beat classifier {args.beat_model}, collector's young threshold {gen0}; "
           f"generating the ward took {time.process_time() - g0:.1f} s CPU")
     classifier = None if args.beat_model == "off" else shared_classifier(args.beat_model)
     warm_up(classifier=classifier)
