@@ -144,8 +144,9 @@ DEVELOPMENT = (
     "learns only from beats on time against the 256-beat RR median and like it (QRS correlation with "
     "it, amplitude and area ratios: 3 more features) was prototyped offline, zero-phase filtered, and "
     "run through the same development runs: V Se / +P 87.5 / 87.4 and 88.3 / 87.1 (seeds A / B), V in "
-    "runs of 3+ 219 and 208 of 454, artefact still mostly Q; but S moved apart with the seed (mean S "
-    "+P at Se 60-70 with the gate 75.8 and 58.1). It is not in the streaming features yet.",
+    "runs of 3+ 219 and 208 of 454, artefact called Q as before (35 of 122, seed A); but S moved apart "
+    "with the seed (mean S +P at Se 60-70 with the gate 75.8 and 58.1). It is not in the streaming "
+    "features yet.",
 )
 """What the model card says was tried, and how the model was chosen (figures from the
 development runs, all on DS1 cross-validation)."""
