@@ -283,9 +283,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             log.info("resuming %s", sorted(offsets.items()))
             tps = {TP(t, p): offset for (t, p), offset in offsets.items()}
             try:
-                # Seek as well: Faust's seek skips a committed offset of 0. (seek_wait, not
-                # seek: it runs in the consumer's thread; see streams.kafka_consumer.)
-                await consumer.seek_wait(tps)
+                # Seek as well: Faust's seek skips a committed offset of 0. (In the consumer's
+                # thread, moving the read offsets too; see streams.kafka_consumer.)
+                await consumer.seek_resume(tps)
                 consumer.resume_at.update(tps)
                 if not await consumer._commit(tps):
                     log.warning("could not move the committed offsets to the resume offsets %s "

@@ -47,6 +47,13 @@ thread-safe: the seek deletes the partition's fetched records while the consumer
 thread may be between reading and deleting that same entry in `fetched_records`.
 Seen once in the kill -9 fault test: ``KeyError: TopicPartition(...ecg, partition=2)``
 in `fetched_records`, which crashed the worker right after a restart.
+A seek must also move Faust's read offset of the partition (`seek_resume`), as
+Faust's `seek` does: the fetch loop drops records before it, and Faust's own seek has
+set it to the committed offset. Without that (2026-11-27, the commit that brought in
+`seek_wait`), a resume offset before the committed one was sought, and then its
+first records were dropped as "before the seek": the scaling test lost a vitals
+message and restarted an ECG chain after a rebalance, and the worker logged "offset
+164 arrived after a gap".
 
 Before a rebalance and at shutdown Faust waits (`wait_empty`) until every message the
 agents have taken is acknowledged, and the worker acknowledges a message only with the
@@ -121,7 +128,16 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             assigned = self.assignment()
             wanted = {tp: offset for tp, offset in pending.items() if tp in assigned}
             if wanted:
-                await self.seek_wait(wanted)  # in the consumer's thread: see the module docstring
+                await self.seek_resume(wanted)
+
+        async def seek_resume(self, offsets: dict[Any, int]) -> None:
+            """Seek ``offsets`` in the consumer's thread (`seek_wait`: see the module
+            docstring), and move each partition's read offset there, as Faust's `seek`
+            does: `_drain_messages` drops records before a partition's read offset, and
+            Faust's `perform_seek` set it to the committed offset, which can be past the
+            resume offset (faust-streaming #606)."""
+            await self.seek_wait(offsets)
+            self._read_offset.update({tp: offset if offset else None for tp, offset in offsets.items()})
 
         async def _drain_messages(self, fetcher: Any) -> None:
             """Faust's fetch loop (run by its Fetcher service): take the records

@@ -56,9 +56,14 @@ async def test_resume_offsets_are_sought_after_fausts_own_seek(monkeypatch: pyte
     monkeypatch.setattr(cls, "assignment", lambda self: {"a/0", "a/1"})
     consumer = object.__new__(cls)  # no service started: only perform_seek is exercised
     consumer.resume_at = {"a/0": 0, "a/1": 17, "gone/0": 5}  # gone/0: revoked since
+    # Faust's seek put the read offsets at the committed offsets, past a resume offset.
+    consumer._read_offset = {"a/0": 4, "a/1": 21}
     await consumer.perform_seek()
     assert calls == [("faust", {}), ("seek_wait", {"a/0": 0, "a/1": 17})]
     assert consumer.resume_at == {}
+    # Moved back with the seek, as Faust's seek does (None: from the start), so the
+    # fetch loop does not drop records 17-20 as "before the seek".
+    assert consumer._read_offset == {"a/0": None, "a/1": 17}
     calls.clear()
     await consumer.perform_seek()  # the next rebalance seeks only where it is told again
     assert calls == [("faust", {})]
