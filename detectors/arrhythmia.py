@@ -13,8 +13,9 @@ arrhythmia alarms in the ICU, Computing in Cardiology 42:273-276, 2015):
 ``60 * (N - 1) / (t_N - t_1)`` (N beats span N - 1 intervals), compared strictly
 with the bound. Beats are consecutive when they are usable (in an ``ok`` quality
 window), follow each other with no unusable beat between, no untrusted window
-(noise, saturated, leads off; for VT, see below, noise is not one) lies between them, and they are less than the
-asystole time apart (a pause that long is an asystole, not part of a slow run). VT needs a class label per beat
+(noise, saturated, leads off; for VT, see below, noise is not one) lies between
+them, and they are less than the asystole time apart (a pause that long is an
+asystole, not part of a slow run). VT needs a class label per beat
 from a separate classifier (``labels``, keyed by beat sample: "N", "S", "V", "F",
 "Q"); only "V" counts, and without labels VT is reported as not evaluated. A label
 may come with a later chunk than its beat (a classifier that needs the next RR
@@ -36,11 +37,12 @@ record 207's ventricular flutter, itself a lethal alarm); 24 of them with nstdb
 muscle artefact at 0 and 6 dB or baseline wander at 0 dB mixed in, 2 -> 12 of 33,
 false 0 -> 0; nstdb 118e_6 / e00 / e12 / e24 (electrode motion) false 0 -> 0; the
 2015 challenge's VT alarm records, lead II, a VT alarm from 16 s before the
-monitor's to 10 s after it (the short records end at it): true alarms 1 -> 5 of 31, false alarms 0 -> 0 of 88. (A high-priority
-alarm latches, so a record's later runs raise no new alarm: "found" is a floor.) The
-bound 2.0 was picked on these same records, replaying the chain's beats offline (1.5
-and none were the others tried: on the noise mixes 14 and 17 of 33 runs found against
-16, with one false VT in 118e12 without a bound).
+monitor's to 10 s after it (the short records end at it): true alarms 1 -> 5 of 31,
+false alarms 0 -> 0 of 88. (A high-priority alarm latches, so a record's later runs
+raise no new alarm: "found" is a floor.) The bound 2.0 was picked on these same
+records, replaying the chain's beats offline (1.5 and none were the others tried: on
+the noise mixes 14 and 17 of 33 runs found against 16, with one false VT in 118e12
+without a bound).
 
 Asystole is measured over *observed* signal only: the gap since the last QRS, or
 since the last untrusted window, whichever is later. ``ok`` and ``flat`` windows are

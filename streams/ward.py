@@ -98,8 +98,8 @@ class SimulatedWard:
         self._beds.sort(key=lambda b: b.phase_us)
         self._next_second = 0
         self._rendered: dict[int, list[_BedSecond]] = {}
-        """Seconds synthesised ahead by `render`, each bed's in bed order, until sent."""
-        self._next_synthesised = 0
+        """Seconds synthesised ahead by `render` (the ones after ``_next_second - 1``),
+        each bed's in bed order, until sent."""
 
     @property
     def patient_ids(self) -> list[str]:
@@ -144,9 +144,8 @@ class SimulatedWard:
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds}")
         for _ in range(seconds):
-            t = self._next_synthesised
+            t = self._next_second + len(self._rendered)
             self._rendered[t] = [self._synthesise(bed, t) for bed in self._beds]
-            self._next_synthesised += 1
 
     def _synthesise(self, bed: _Bed, t: int) -> _BedSecond:
         """Second ``t`` of ``bed`` before it is stamped: vitals and ECG counts. The ECG
@@ -162,7 +161,6 @@ class SimulatedWard:
         rendered = self._rendered.pop(t, None)
         if rendered is not None:
             return zip(self._beds, rendered, strict=True)
-        self._next_synthesised = t + 1
         return ((bed, self._synthesise(bed, t)) for bed in self._beds)
 
     def _bed_second(self, bed: _Bed, part: _BedSecond, t: int, start_us: int) -> list[TimedMessage]:

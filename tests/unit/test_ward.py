@@ -4,6 +4,7 @@ sends at its own phase within the second."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 
@@ -21,6 +22,14 @@ START_US = 1_764_122_400_000_000
 
 def run(ward: SimulatedWard, seconds: int) -> list[list[TimedMessage]]:
     return [ward.timed_second(t, START_US) for t in range(seconds)]
+
+
+def _watched(vitals: Callable[[int], ScenarioVitals], seen: Callable[[int], object]) -> Callable[[int], ScenarioVitals]:
+    """A bed's vitals script that tells ``seen`` each second it is asked for."""
+    def wrapper(t: int) -> ScenarioVitals:
+        seen(t)
+        return vitals(t)
+    return wrapper
 
 
 def test_same_seed_same_bytes_and_another_seed_differs() -> None:
@@ -104,16 +113,10 @@ def test_timed_messages_are_timed_second_made_bed_by_bed() -> None:
     # Lazy: asking for the next second checks the order at once, but makes nothing
     # until the publisher takes the messages, one bed (vitals, then ECG) at a time.
     made: list[str] = []
-
-    def counted(patient: str, vitals: Callable[[int], ScenarioVitals]) -> Callable[[int], ScenarioVitals]:
-        def wrapper(t: int) -> ScenarioVitals:
-            made.append(patient)
-            return vitals(t)
-        return wrapper
-
     ward = SimulatedWard(3, seed=2, topics=TOPICS)
     for bed in ward._beds:
-        bed.scenario.vitals = counted(bed.patient_id, bed.scenario.vitals)  # type: ignore[method-assign]
+        seen = functools.partial(lambda patient, _: made.append(patient), bed.patient_id)
+        bed.scenario.vitals = _watched(bed.scenario.vitals, seen)  # type: ignore[method-assign, assignment]
     messages = ward.timed_messages(0, START_US)
     with pytest.raises(ValueError, match="in order"):
         ward.timed_messages(2, START_US)
@@ -136,15 +139,8 @@ def test_rendered_seconds_are_the_same_bytes_and_synthesise_nothing_when_sent() 
     live, ahead = SimulatedWard(5, seed=7, topics=TOPICS), SimulatedWard(5, seed=7, topics=TOPICS)
     ahead.render(2)
     made: list[int] = []
-
-    def counted(vitals: Callable[[int], ScenarioVitals]) -> Callable[[int], ScenarioVitals]:
-        def wrapper(t: int) -> ScenarioVitals:
-            made.append(t)
-            return vitals(t)
-        return wrapper
-
     for bed in ahead._beds:
-        bed.scenario.vitals = counted(bed.scenario.vitals)  # type: ignore[method-assign]
+        bed.scenario.vitals = _watched(bed.scenario.vitals, made.append)  # type: ignore[method-assign, assignment]
     # Seconds 0-1 were rendered: sending them synthesises nothing; second 2 is made live,
     # from where the ECG generators stopped, then more are rendered after it.
     for t in range(2):
