@@ -232,11 +232,16 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         return t
 
     vitals_table, ecg_table = table("vitals-state"), table("ecg-state")
+
+    def rewind(topic: str, partition: int, offset: int) -> None:
+        consumer: Any = app.consumer
+        consumer.rewind(TP(topic, partition), offset)
+
     vitals_states: PatientStates[VitalsPatient] = PatientStates(
-        vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir))
+        vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir), rewind)
     classifier = beat_classifier(cfg)
     ecg_states: PatientStates[EcgPatient] = PatientStates(ecg_table, EcgPatient.snapshot, EcgPatient.restore,
-                                                          (names.ecg,))
+                                                          (names.ecg,), rewind)
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
     engine = ENGINE  # stateless apart from its policy: one for every source
     limits = default_limits(cfg.care_area)
@@ -356,7 +361,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            vitals_states.consumed(event)
+            if not vitals_states.consumed(event):
+                await stream.ack(event)  # after a gap: read again (streams.states)
+                continue
             try:
                 readings = [decode_vitals(event.value)]
             except Rejected as r:
@@ -367,7 +374,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(fhir_topic)
     async def fhir_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            vitals_states.consumed(event)
+            if not vitals_states.consumed(event):
+                await stream.ack(event)  # after a gap: read again (streams.states)
+                continue
             try:
                 readings = decode_fhir(event.value)
             except Rejected as r:
@@ -381,7 +390,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(ecg_topic)
     async def ecg_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            ecg_states.consumed(event)
+            if not ecg_states.consumed(event):
+                await stream.ack(event)  # after a gap: read again (streams.states)
+                continue
             msg = event.message
             try:
                 chunk = decode_ecg_chunk(event.value)
@@ -513,9 +524,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         reported.update(counters)
         st = sink["main"].stats if "main" in sink else None
         log.log(level, "sink: %d batches, %d events, %d waveforms, %d retries; checkpoints %d; "
-                "dead letters by reason %s", st.batches if st else 0, st.events if st else 0,
+                "gaps read again %d; dead letters by reason %s", st.batches if st else 0, st.events if st else 0,
                 st.waveforms if st else 0, st.retries if st else 0,
-                vitals_states.checkpoints + ecg_states.checkpoints, dict(sorted(counters.items())))
+                vitals_states.checkpoints + ecg_states.checkpoints, vitals_states.rewinds + ecg_states.rewinds,
+                dict(sorted(counters.items())))
         counts, longest = GC_PAUSES.take()
         # A pause holds every message being processed: at WARNING from 100 ms.
         log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO, "%s", report_line(counts, longest))

@@ -55,6 +55,13 @@ first records were dropped as "before the seek": the scaling test lost a vitals
 message and restarted an ECG chain after a rebalance, and the worker logged "offset
 164 arrived after a gap".
 
+A worker that finds a gap in a partition's offsets (`streams.states`) asks for it to
+be read again from the gap (`rewind`). The fetch loop does that seek itself, between
+two fetched batches, and delivers none of the partition's records until then: a seek
+from elsewhere would race the loop, which sets the read offset after each delivery and
+could set it back past the seek, dropping the records read again. A rebalance cancels
+the rewinds asked for (the resume offsets decide where the new assignment starts).
+
 Before a rebalance and at shutdown Faust waits (`wait_empty`) until every message the
 agents have taken is acknowledged, and the worker acknowledges a message only with the
 checkpoint that covers it, at the end of a checkpoint round: every 10 s, so Faust
@@ -106,6 +113,7 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.resume_at: dict[Any, int] = {}  # TP -> offset, for the next perform_seek
+            self._rewinds: dict[Any, int] = {}  # TP -> offset, for the fetch loop to seek to
             self.settle = settle
 
         async def wait_empty(self) -> None:
@@ -122,7 +130,13 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return _Thread(self, loop=self.loop, beacon=self.beacon)
 
+        def rewind(self, tp: Any, offset: int) -> None:
+            """Read ``tp`` again from ``offset``: the fetch loop delivers none of its
+            records until it has sought there (see the module docstring)."""
+            self._rewinds[tp] = min(offset, self._rewinds.get(tp, offset))
+
         async def perform_seek(self) -> None:
+            self._rewinds.clear()  # asked for by the old assignment: the resume offsets decide now
             await super().perform_seek()
             pending, self.resume_at = self.resume_at, {}
             assigned = self.assignment()
@@ -145,17 +159,21 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             bookkeeping (read offsets, offset gaps, commits every
             ``broker_commit_every`` acks); see the module docstring for the hand-over."""
             deliver = self.callback
-            read_offset = self._read_offset
+            read_offset, rewinds = self._read_offset, self._rewinds
             acks_enabled_for = self.app.topics.acks_enabled_for
             stopped: tuple[type[BaseException], ...] = (asyncio.CancelledError, *self.consumer_stopped_errors)
             try:
                 while not (self._stopped.is_set() or fetcher._stopped.is_set()):
+                    if rewinds:
+                        await self._seek_rewinds()
                     self.diag.set_flag(CONSUMER_FETCHING)
                     records = self.getmany(timeout=1.0)
                     await asyncio.sleep(0)  # getmany may return at once, again and again
                     if self.should_stop:
                         continue
                     async for tp, message in records:
+                        if tp in rewinds:
+                            continue  # fetched before the rewind; fetched again after it
                         last = read_offset[tp]
                         if last is not None and message.offset < last:
                             continue  # before where a seek put the partition
@@ -178,5 +196,13 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                 raise
             finally:
                 self.diag.unset_flag(CONSUMER_FETCHING)
+
+        async def _seek_rewinds(self) -> None:
+            wanted, assigned = dict(self._rewinds), self.assignment()
+            self._rewinds.clear()
+            wanted = {tp: offset for tp, offset in wanted.items() if tp in assigned}
+            if wanted:
+                log.info("reading again from %s", sorted((str(tp), o) for tp, o in wanted.items()))
+                await self.seek_resume(wanted)
 
     return _Consumer

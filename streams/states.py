@@ -24,6 +24,8 @@ The protocol (see `streams.app` for why it gives an exactly-once effect):
   A message that needs no state change closes once its outcome is safe: at once
   if a checkpoint already covers it (`covered`), when its dead letter is on the
   broker if it was refused (`dead_lettered`).
+- A message that comes after a gap in its partition's offsets is not applied: the
+  partition is read again from the gap (see `_OpenOffsets`).
 - Then, for each input partition, the *resume offset* is written to the same
   table, in the same changelog partition, after those checkpoints: the lowest
   offset still open, or one past the last message consumed. Everything below it
@@ -80,26 +82,61 @@ def share_of(key: str, shares: int) -> int:
     return zlib.crc32(key.encode()) % shares
 
 
+TAKE, SKIP, REWIND, GAP = "take", "skip", "rewind", "gap"
+"""What `_OpenOffsets.consumed` says of a message: apply it; skip it (fetched before a
+rewind took effect); skip it and read the partition again from the first missing
+offset; apply it, the offsets before it being absent from the log (a rewind found them
+missing again)."""
+
+
 class _OpenOffsets:
     """The messages of one input partition consumed since it was assigned, and which
-    of them are still open (each with a count of what it still waits for)."""
+    of them are still open (each with a count of what it still waits for).
 
-    __slots__ = ("_open", "_next")
+    A message whose offset is past the next one expected means offsets in between
+    never reached the agent. They may be missing from the log (records of an aborted
+    transaction, control records, a retention that deleted them), or the consumer may
+    have dropped them. Applying the later message would let its state cover the
+    missing ones for good, so the partition is *rewound* instead: read again from the
+    first missing offset. Messages that still come from before the rewind took effect
+    are skipped (their offsets only grow); the first message whose offset is not past
+    the highest seen so far is the partition read again. If it is still past the
+    missing offset, those offsets are absent from the log: it is applied, once, with no
+    second rewind. A rewind costs the partition about one fetch wait (0.1 s by default):
+    a gateway that publishes in transactions makes the worker pay it after each one
+    (tests/integration/test_offset_gaps.py)."""
+
+    __slots__ = ("_open", "_next", "_rewind")
 
     def __init__(self, start: int | None) -> None:
         self._open: dict[int, int] = {}  # offset -> obligations left
         self._next = start  # one past the last offset consumed; None until the first message
+        self._rewind: tuple[int, int] | None = None  # (offset rewound to, highest offset seen since)
 
-    def consumed(self, offset: int) -> bool:
-        """Open ``offset``; False if offsets before it never reached us (a gap)."""
+    def consumed(self, offset: int) -> str:
+        """`TAKE` (opening ``offset``), `SKIP`, `REWIND` (to `rewound_to`) or `GAP`
+        (opening ``offset``): see the class docstring."""
+        verdict = TAKE
+        if self._rewind is not None:
+            target, seen = self._rewind
+            if offset > seen:
+                self._rewind = (target, offset)
+                return SKIP
+            self._rewind = None
+            if offset > target:
+                self._next, verdict = offset, GAP
         expected = self._next
-        gap = False
         if expected is not None and offset > expected:
-            self._open[expected] = 1  # never closed: the next owner reads the gap again
-            gap = True
+            self._rewind = (expected, offset)
+            return REWIND
         self._open[offset] = self._open.get(offset, 0) + 1
         self._next = offset + 1 if expected is None else max(expected, offset + 1)
-        return not gap
+        return verdict
+
+    @property
+    def rewound_to(self) -> int | None:
+        """The offset the partition is being read again from, if it is."""
+        return None if self._rewind is None else self._rewind[0]
 
     def hold(self, offset: int) -> None:
         if offset in self._open:
@@ -123,7 +160,9 @@ class PatientStates(Generic[S]):
     """The states of the keys of ``topics``' messages, kept in ``table``."""
 
     def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S],
-                 topics: Collection[str]) -> None:
+                 topics: Collection[str], rewind: Callable[[str, int, int], None]) -> None:
+        """``rewind(topic, partition, offset)`` makes the consumer read a partition
+        again from ``offset`` (after a gap: see `consumed`)."""
         self._table = table
         self._encode = encode
         self._decode = decode
@@ -135,7 +174,9 @@ class PatientStates(Generic[S]):
         self._resume_written: dict[tuple[str, int], int] = {}
         self._written: list[tuple[Any, Any]] = []  # checkpointed this round, acknowledged at its end
         self._lock = asyncio.Lock()  # one checkpoint at a time (the timer's and a rebalance's)
+        self._rewind = rewind
         self.checkpoints = 0
+        self.rewinds = 0
 
     def get(self, key: str) -> S | None:
         """The working state, or the table's checkpoint the first time after a start
@@ -155,16 +196,28 @@ class PatientStates(Generic[S]):
         (so that the command follower gives it the commands that come next)."""
         self._working[key] = (partition, state)
 
-    def consumed(self, event: Any) -> None:
+    def consumed(self, event: Any) -> bool:
         """An agent took ``event`` from its partition; call before anything else, for
-        every message, then exactly one of `applied`, `covered` or `dead_lettered`."""
+        every message. True: go on, then call exactly one of `applied`, `covered` or
+        `dead_lettered`. False: acknowledge the message and leave it; it came after a
+        gap, and the partition is read again from the gap (``rewind``), which brings it
+        again (see `_OpenOffsets`)."""
         msg = event.message
         part = self._open.get((msg.topic, msg.partition))
         if part is None:  # consumed before `resume_offsets` ran for it (not after a normal assignment)
             part = self._open[msg.topic, msg.partition] = _OpenOffsets(None)
-        if not part.consumed(msg.offset):
-            log.warning("%s/%s: offset %s arrived after a gap; the partition's resume offset stays before "
-                        "it until the partition is assigned again", msg.topic, msg.partition, msg.offset)
+        verdict = part.consumed(msg.offset)
+        if verdict == REWIND:
+            target = part.rewound_to
+            assert target is not None
+            log.warning("%s/%s: offset %s arrived after a gap; reading the partition again from %s",
+                        msg.topic, msg.partition, msg.offset, target)
+            self.rewinds += 1
+            self._rewind(msg.topic, msg.partition, target)
+        elif verdict == GAP:
+            log.warning("%s/%s: read again, the offsets before %s are not in the log; going on from it",
+                        msg.topic, msg.partition, msg.offset)
+        return verdict in (TAKE, GAP)
 
     def applied(self, key: str, partition: int, state: S) -> None:
         """A message was applied to ``key``'s state; its events are on their way to the sink."""

@@ -56,11 +56,12 @@ async def test_resume_offsets_are_sought_after_fausts_own_seek(monkeypatch: pyte
     monkeypatch.setattr(cls, "assignment", lambda self: {"a/0", "a/1"})
     consumer = object.__new__(cls)  # no service started: only perform_seek is exercised
     consumer.resume_at = {"a/0": 0, "a/1": 17, "gone/0": 5}  # gone/0: revoked since
+    consumer._rewinds = {"a/1": 30}  # asked for before the rebalance: the resume offsets win
     # Faust's seek put the read offsets at the committed offsets, past a resume offset.
     consumer._read_offset = {"a/0": 4, "a/1": 21}
     await consumer.perform_seek()
     assert calls == [("faust", {}), ("seek_wait", {"a/0": 0, "a/1": 17})]
-    assert consumer.resume_at == {}
+    assert consumer.resume_at == {} and consumer._rewinds == {}
     # Moved back with the seek, as Faust's seek does (None: from the start), so the
     # fetch loop does not drop records 17-20 as "before the seek".
     assert consumer._read_offset == {"a/0": None, "a/1": 17}
@@ -81,8 +82,21 @@ class _Flag:
 
 
 class _Message:
-    def __init__(self, offset: int) -> None:
-        self.topic, self.offset = "a", offset
+    def __init__(self, offset: int, tp: str = "a/0") -> None:
+        self.topic, self.offset, self.tp = "a", offset, tp
+
+
+def _drainable(consumer: Any, deliver: Any, getmany: Any, add_gap: Any) -> None:
+    """Give a consumer made without __init__ what its fetch loop uses."""
+    consumer.callback = deliver
+    consumer.getmany = getmany
+    consumer._add_gap = add_gap
+    consumer._read_offset = {"a/0": None, "a/1": None}
+    consumer._rewinds = {}
+    consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), _Flag()
+    consumer._commit_every, consumer._n_acked = None, 0
+    consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
+    consumer.app = type("App", (), {"topics": type("Topics", (), {"acks_enabled_for": lambda self, t: True})()})()
 
 
 @pytest.mark.asyncio
@@ -111,18 +125,54 @@ async def test_the_drain_loop_delivers_in_order_and_keeps_fausts_bookkeeping() -
     async def add_gap(tp: str, start: int, end: int) -> None:
         gaps.append((tp, start, end))
 
-    consumer.callback = deliver
-    consumer.getmany = getmany
-    consumer._add_gap = add_gap
-    consumer._read_offset = {"a/0": None}
-    consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), _Flag()
-    consumer._commit_every, consumer._n_acked = None, 0
-    consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
-    consumer.app = type("App", (), {"topics": type("Topics", (), {"acks_enabled_for": lambda self, t: True})()})()
+    _drainable(consumer, deliver, getmany, add_gap)
     await consumer._drain_messages(fetcher)
     assert delivered == [5, 6, 9]
     assert gaps == [("a/0", 7, 9)]
     assert consumer._read_offset["a/0"] == 10
+
+
+@pytest.mark.asyncio
+async def test_a_rewind_is_sought_by_the_drain_loop_between_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rewind asked for while a batch is delivered: the rest of the partition's
+    records in that batch are not delivered (another partition's are), the loop seeks
+    before its next fetch, and the records read again are delivered, not dropped as
+    before the read offset."""
+    cls: Any = consumer_class(100)
+    consumer = object.__new__(cls)
+    fetcher = type("Fetcher", (), {"_stopped": _Flag()})()
+    delivered: list[tuple[str, int]] = []
+    sought: list[dict[str, int]] = []
+    batches = iter([[("a/0", 10), ("a/0", 13), ("a/1", 4), ("a/0", 14)],  # 13 after a gap
+                    [("a/0", 11), ("a/0", 12), ("a/0", 13)]])
+
+    async def deliver(message: _Message) -> None:
+        tp = message.tp
+        delivered.append((tp, message.offset))
+        if (tp, message.offset) == ("a/0", 13) and len(delivered) == 2:
+            consumer.rewind("a/0", 11)
+
+    async def getmany(timeout: float) -> Any:
+        batch = next(batches, None)
+        if batch is None:
+            fetcher._stopped.set()
+            return
+        for tp, offset in batch:
+            yield tp, _Message(offset, tp)
+
+    async def add_gap(tp: str, start: int, end: int) -> None:
+        pass
+
+    async def seek_wait(self: Any, offsets: dict[str, int]) -> None:
+        sought.append(dict(offsets))
+
+    monkeypatch.setattr(cls, "seek_wait", seek_wait)
+    monkeypatch.setattr(cls, "assignment", lambda self: {"a/0", "a/1"})
+    _drainable(consumer, deliver, getmany, add_gap)
+    await consumer._drain_messages(fetcher)
+    assert sought == [{"a/0": 11}]
+    assert delivered == [("a/0", 10), ("a/0", 13), ("a/1", 4), ("a/0", 11), ("a/0", 12), ("a/0", 13)]
+    assert consumer._read_offset == {"a/0": 13, "a/1": 4} and consumer._rewinds == {}
 
 
 class _InFlight:

@@ -50,9 +50,12 @@ class Stream:
         return True
 
 
-def states(table: Table) -> PatientStates[int]:
-    """States are ints: the offset of the last message applied."""
-    return PatientStates(table, lambda s: str(s).encode(), lambda b: int(b), (TOPIC,))
+def states(table: Table, rewinds: list[tuple[str, int, int]] | None = None) -> PatientStates[int]:
+    """States are ints: the offset of the last message applied. Rewinds asked for go
+    to ``rewinds``."""
+    asked = [] if rewinds is None else rewinds
+    return PatientStates(table, lambda s: str(s).encode(), lambda b: int(b), (TOPIC,),
+                         lambda t, p, o: asked.append((t, p, o)))
 
 
 def resumes(table: Table, partition: int = 0) -> list[int]:
@@ -170,14 +173,45 @@ async def test_a_message_the_store_refused_needs_its_checkpoint_and_its_dead_let
     assert resumes(table) == [1]
 
 
-async def test_a_gap_in_the_offsets_holds_the_resume_offset_before_it() -> None:
+async def test_a_gap_in_the_offsets_rewinds_the_partition_to_it() -> None:
     table, stream = Table(data={b"\x00resume\x00t.vitals\x000": b"10"}), Stream()
-    st = states(table)
+    rewinds: list[tuple[str, int, int]] = []
+    st = states(table, rewinds)
     assert st.resume_offsets([(TOPIC, 0)]) == {(TOPIC, 0): 10}
     await (await apply(st, stream, "a", 10))()
-    await (await apply(st, stream, "a", 13))()  # 11 and 12 never arrived
+    # 11 and 12 never arrived: 13 is not applied, the partition is read again from 11.
+    assert st.consumed(event(13)) is False
+    assert rewinds == [(TOPIC, 0, 11)] and st.rewinds == 1
+    # Messages fetched before the seek took effect still come: skipped, no second rewind.
+    assert st.consumed(event(14)) is False and st.consumed(event(15)) is False
     await st.checkpoint_idle()
-    assert resumes(table) == [11]
+    assert resumes(table) == [11]  # never past the gap
+    # Read again from 11: everything is taken, in order, and the resume offset moves on.
+    for offset in range(11, 16):
+        await (await apply(st, stream, "a", offset))()
+    await st.checkpoint_idle()
+    assert resumes(table) == [11, 16]
+    assert rewinds == [(TOPIC, 0, 11)]
+
+
+async def test_offsets_missing_from_the_log_are_rewound_to_once() -> None:
+    table, stream = Table(), Stream()
+    rewinds: list[tuple[str, int, int]] = []
+    st = states(table, rewinds)
+    st.resume_offsets([(TOPIC, 0)])
+    await (await apply(st, stream, "a", 0))()
+    assert st.consumed(event(3)) is False  # 1 and 2: an aborted transaction's records, say
+    assert rewinds == [(TOPIC, 0, 1)]
+    # Read again from 1, the partition starts at 3 once more: 1 and 2 are not in the
+    # log. 3 is taken, with no second rewind (which would loop).
+    assert st.consumed(event(3)) is True
+    st.applied("a", 0, 3)
+    await st.durable("a", stream, event(3))()
+    assert st.consumed(event(4)) is True
+    st.covered("a", stream, event(4))
+    await st.checkpoint_idle()
+    assert rewinds == [(TOPIC, 0, 1)] and resumes(table) == [5]
+    assert sorted(stream.acked) == [0, 3, 4]
 
 
 async def test_revoked_partitions_are_checkpointed_then_forgotten() -> None:
