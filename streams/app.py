@@ -358,11 +358,18 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             new_events, on_durable=vitals_states.durable(key, stream, event),
             on_rejected=rejected_by_store(stream, event)))
 
+    async def taken(states: PatientStates[Any], stream: Any, event: Any) -> bool:
+        """`PatientStates.consumed`, acknowledging a message it leaves (after a gap:
+        read again, streams.states); whether the agent goes on with it."""
+        if states.consumed(event):
+            return True
+        await stream.ack(event)
+        return False
+
     @app.agent(vitals_topic)
     async def vitals_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            if not vitals_states.consumed(event):
-                await stream.ack(event)  # after a gap: read again (streams.states)
+            if not await taken(vitals_states, stream, event):
                 continue
             try:
                 readings = [decode_vitals(event.value)]
@@ -374,8 +381,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(fhir_topic)
     async def fhir_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            if not vitals_states.consumed(event):
-                await stream.ack(event)  # after a gap: read again (streams.states)
+            if not await taken(vitals_states, stream, event):
                 continue
             try:
                 readings = decode_fhir(event.value)
@@ -390,8 +396,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     @app.agent(ecg_topic)
     async def ecg_agent(stream: Any) -> None:
         async for event in stream.noack().events():
-            if not ecg_states.consumed(event):
-                await stream.ack(event)  # after a gap: read again (streams.states)
+            if not await taken(ecg_states, stream, event):
                 continue
             msg = event.message
             try:

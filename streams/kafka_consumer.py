@@ -198,9 +198,9 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                 self.diag.unset_flag(CONSUMER_FETCHING)
 
         async def _seek_rewinds(self) -> None:
-            wanted, assigned = dict(self._rewinds), self.assignment()
+            assigned = self.assignment()
+            wanted = {tp: offset for tp, offset in self._rewinds.items() if tp in assigned}
             self._rewinds.clear()
-            wanted = {tp: offset for tp, offset in wanted.items() if tp in assigned}
             if wanted:
                 log.info("reading again from %s", sorted((str(tp), o) for tp, o in wanted.items()))
                 await self.seek_resume(wanted)
