@@ -237,11 +237,15 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         consumer: Any = app.consumer
         consumer.rewind(TP(topic, partition), offset)
 
+    def absent(topic: str, partition: int, start: int, end: int) -> bool:
+        consumer: Any = app.consumer
+        return bool(consumer.absent(TP(topic, partition), start, end))
+
     vitals_states: PatientStates[VitalsPatient] = PatientStates(
-        vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir), rewind)
+        vitals_table, VitalsPatient.encode, VitalsPatient.decode, (names.vitals, names.fhir), rewind, absent)
     classifier = beat_classifier(cfg)
     ecg_states: PatientStates[EcgPatient] = PatientStates(ecg_table, EcgPatient.snapshot, EcgPatient.restore,
-                                                          (names.ecg,), rewind)
+                                                          (names.ecg,), rewind, absent)
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
     engine = ENGINE  # stateless apart from its policy: one for every source
     limits = default_limits(cfg.care_area)
@@ -529,10 +533,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         reported.update(counters)
         st = sink["main"].stats if "main" in sink else None
         log.log(level, "sink: %d batches, %d events, %d waveforms, %d retries; checkpoints %d; "
-                "gaps read again %d; dead letters by reason %s", st.batches if st else 0, st.events if st else 0,
-                st.waveforms if st else 0, st.retries if st else 0,
+                "gaps read again %d, not in the log %d; dead letters by reason %s", st.batches if st else 0,
+                st.events if st else 0, st.waveforms if st else 0, st.retries if st else 0,
                 vitals_states.checkpoints + ecg_states.checkpoints, vitals_states.rewinds + ecg_states.rewinds,
-                dict(sorted(counters.items())))
+                vitals_states.holes + ecg_states.holes, dict(sorted(counters.items())))
         counts, longest = GC_PAUSES.take()
         # A pause holds every message being processed: at WARNING from 100 ms.
         log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO, "%s", report_line(counts, longest))

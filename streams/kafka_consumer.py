@@ -61,6 +61,12 @@ two fetched batches, and delivers none of the partition's records until then: a 
 from elsewhere would race the loop, which sets the read offset after each delivery and
 could set it back past the seek, dropping the records read again. A rebalance cancels
 the rewinds asked for (the resume offsets decide where the new assignment starts).
+Offsets that are simply not in the log are not rewound to: the fetch loop remembers,
+per partition, where two records it delivered one after the other (no seek, nothing
+held back between them) have offsets apart, and `absent` vouches for that hole when
+the later record reaches its agent. Each record of a gateway that publishes in Kafka
+transactions is followed by a commit marker, which takes an offset and is never
+delivered: without this, every one of its messages would cost a rewind.
 
 Before a rebalance and at shutdown Faust waits (`wait_empty`) until every message the
 agents have taken is acknowledged, and the worker acknowledges a message only with the
@@ -75,7 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING
@@ -85,6 +91,9 @@ __all__ = ["consumer_class"]
 
 log = logging.getLogger(__name__)
 
+MAX_HOLES = 4096
+"""Holes kept per partition for `absent`; each is asked about, and dropped, when the
+message after it reaches its agent, so only holes no agent asks about pile up."""
 SETTLE_ATTEMPTS = 5
 """Times `wait_empty` settles before leaving the rest to Faust's wait."""
 SETTLE_PAUSE_S = 0.05
@@ -114,6 +123,8 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             super().__init__(*args, **kwargs)
             self.resume_at: dict[Any, int] = {}  # TP -> offset, for the next perform_seek
             self._rewinds: dict[Any, int] = {}  # TP -> offset, for the fetch loop to seek to
+            self._delivered: dict[Any, int] = {}  # TP -> last offset delivered since the last seek
+            self._holes: dict[Any, dict[int, int]] = {}  # TP -> {offset after a hole: its first offset}
             self.settle = settle
 
         async def wait_empty(self) -> None:
@@ -130,6 +141,32 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
         def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
             return _Thread(self, loop=self.loop, beacon=self.beacon)
 
+        def absent(self, tp: Any, start: int, end: int) -> bool:
+            """Whether the fetch loop delivered ``start`` - 1 and then ``end`` with
+            nothing between them from the log (see the module docstring): offsets
+            ``start`` .. ``end`` - 1 are not in it. Answered once per hole."""
+            holes = self._holes.get(tp)
+            if holes is None or holes.get(end) != start:
+                return False
+            del holes[end]
+            return True
+
+        def _hole(self, tp: Any, start: int, end: int) -> None:
+            holes = self._holes.setdefault(tp, {})
+            holes[end] = start
+            if len(holes) > MAX_HOLES:  # never asked about (a message no agent checks): the oldest go
+                del holes[next(iter(holes))]
+
+        def _forget(self, tps: Iterable[Any]) -> None:
+            """A seek: the next record of these partitions follows no delivered one."""
+            for tp in tps:
+                self._delivered.pop(tp, None)
+
+        async def seek(self, partition: Any, offset: int) -> None:
+            self._forget((partition,))
+            await super().seek(partition, offset)
+            self._forget((partition,))
+
         def rewind(self, tp: Any, offset: int) -> None:
             """Read ``tp`` again from ``offset``: the fetch loop delivers none of its
             records until it has sought there (see the module docstring)."""
@@ -137,7 +174,9 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
 
         async def perform_seek(self) -> None:
             self._rewinds.clear()  # asked for by the old assignment: the resume offsets decide now
+            self._delivered.clear()
             await super().perform_seek()
+            self._delivered.clear()  # (the loop may have delivered a record during the seek)
             pending, self.resume_at = self.resume_at, {}
             assigned = self.assignment()
             wanted = {tp: offset for tp, offset in pending.items() if tp in assigned}
@@ -150,7 +189,9 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             does: `_drain_messages` drops records before a partition's read offset, and
             Faust's `perform_seek` set it to the committed offset, which can be past the
             resume offset (faust-streaming #606)."""
+            self._forget(offsets)
             await self.seek_wait(offsets)
+            self._forget(offsets)
             self._read_offset.update({tp: offset if offset else None for tp, offset in offsets.items()})
 
         async def _drain_messages(self, fetcher: Any) -> None:
@@ -159,7 +200,7 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             bookkeeping (read offsets, offset gaps, commits every
             ``broker_commit_every`` acks); see the module docstring for the hand-over."""
             deliver = self.callback
-            read_offset, rewinds = self._read_offset, self._rewinds
+            read_offset, rewinds, delivered = self._read_offset, self._rewinds, self._delivered
             acks_enabled_for = self.app.topics.acks_enabled_for
             stopped: tuple[type[BaseException], ...] = (asyncio.CancelledError, *self.consumer_stopped_errors)
             try:
@@ -173,6 +214,7 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                         continue
                     async for tp, message in records:
                         if tp in rewinds:
+                            delivered.pop(tp, None)
                             continue  # fetched before the rewind; fetched again after it
                         last = read_offset[tp]
                         if last is not None and message.offset < last:
@@ -183,8 +225,14 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                             self._n_acked = 0
                             await self.commit()
                         if not self.suspend_flow.is_set():
+                            before = delivered.get(tp)
+                            if before is not None and message.offset > before + 1:
+                                self._hole(tp, before + 1, message.offset)
+                            delivered[tp] = message.offset
                             await deliver(message)
                             await asyncio.sleep(0)  # let the agent take it now (see above)
+                        else:
+                            delivered.pop(tp, None)
                         read_offset[tp] = message.offset
                     self.diag.unset_flag(CONSUMER_FETCHING)
             except stopped:

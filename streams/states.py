@@ -102,8 +102,10 @@ class _OpenOffsets:
     are skipped (their offsets only grow); the first message whose offset is not past
     the highest seen so far is the partition read again. If it is still past the
     missing offset, those offsets are absent from the log: it is applied, once, with no
-    second rewind. A rewind costs the partition about one fetch wait (0.1 s by default):
-    a gateway that publishes in transactions makes the worker pay it after each one
+    second rewind. A rewind costs the partition about one fetch wait (0.1 s by default),
+    so offsets the consumer itself saw absent (`streams.kafka_consumer`: the commit
+    marker after each transaction of a gateway that publishes in transactions) are not
+    rewound to: the message after them is applied at once
     (tests/integration/test_offset_gaps.py)."""
 
     __slots__ = ("_open", "_next", "_rewind")
@@ -133,6 +135,13 @@ class _OpenOffsets:
         self._next = offset + 1 if expected is None else max(expected, offset + 1)
         return verdict
 
+    def not_in_log(self, offset: int) -> None:
+        """Take ``offset`` after all, instead of the rewind `consumed` just asked for:
+        the offsets before it are known to be absent from the log."""
+        self._rewind = None
+        self._open[offset] = self._open.get(offset, 0) + 1
+        self._next = offset + 1
+
     @property
     def rewound_to(self) -> int | None:
         """The offset the partition is being read again from, if it is."""
@@ -160,9 +169,12 @@ class PatientStates(Generic[S]):
     """The states of the keys of ``topics``' messages, kept in ``table``."""
 
     def __init__(self, table: Any, encode: Callable[[S], bytes], decode: Callable[[bytes], S],
-                 topics: Collection[str], rewind: Callable[[str, int, int], None]) -> None:
+                 topics: Collection[str], rewind: Callable[[str, int, int], None],
+                 absent: Callable[[str, int, int, int], bool] | None = None) -> None:
         """``rewind(topic, partition, offset)`` makes the consumer read a partition
-        again from ``offset`` (after a gap: see `consumed`)."""
+        again from ``offset`` (after a gap: see `consumed`); ``absent(topic, partition,
+        start, end)`` says whether the consumer read the offsets ``start`` .. ``end`` - 1
+        as missing from the log (a gap over them needs no rewind)."""
         self._table = table
         self._encode = encode
         self._decode = decode
@@ -175,8 +187,11 @@ class PatientStates(Generic[S]):
         self._written: list[tuple[Any, Any]] = []  # checkpointed this round, acknowledged at its end
         self._lock = asyncio.Lock()  # one checkpoint at a time (the timer's and a rebalance's)
         self._rewind = rewind
+        self._absent = absent
         self.checkpoints = 0
         self.rewinds = 0
+        self.holes = 0
+        """Gaps taken without a rewind, the consumer having read their offsets as absent."""
 
     def get(self, key: str) -> S | None:
         """The working state, or the table's checkpoint the first time after a start
@@ -210,6 +225,10 @@ class PatientStates(Generic[S]):
         if verdict == REWIND:
             target = part.rewound_to
             assert target is not None
+            if self._absent is not None and self._absent(msg.topic, msg.partition, target, msg.offset):
+                part.not_in_log(msg.offset)  # a transaction's commit marker, say: nothing to read again
+                self.holes += 1
+                return True
             log.warning("%s/%s: offset %s arrived after a gap; reading the partition again from %s",
                         msg.topic, msg.partition, msg.offset, target)
             self.rewinds += 1

@@ -9,6 +9,7 @@ import pytest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
 
 from streams.app import WorkerConfig, build_app
+from streams import kafka_consumer
 from streams.kafka_consumer import consumer_class
 from streams.topics import TopicNames
 
@@ -57,11 +58,12 @@ async def test_resume_offsets_are_sought_after_fausts_own_seek(monkeypatch: pyte
     consumer = object.__new__(cls)  # no service started: only perform_seek is exercised
     consumer.resume_at = {"a/0": 0, "a/1": 17, "gone/0": 5}  # gone/0: revoked since
     consumer._rewinds = {"a/1": 30}  # asked for before the rebalance: the resume offsets win
+    consumer._delivered = {"a/0": 3}  # the next record of a/0 follows none delivered: no hole vouched for
     # Faust's seek put the read offsets at the committed offsets, past a resume offset.
     consumer._read_offset = {"a/0": 4, "a/1": 21}
     await consumer.perform_seek()
     assert calls == [("faust", {}), ("seek_wait", {"a/0": 0, "a/1": 17})]
-    assert consumer.resume_at == {} and consumer._rewinds == {}
+    assert consumer.resume_at == {} and consumer._rewinds == {} and consumer._delivered == {}
     # Moved back with the seek, as Faust's seek does (None: from the start), so the
     # fetch loop does not drop records 17-20 as "before the seek".
     assert consumer._read_offset == {"a/0": None, "a/1": 17}
@@ -92,7 +94,7 @@ def _drainable(consumer: Any, deliver: Any, getmany: Any, add_gap: Any) -> None:
     consumer.getmany = getmany
     consumer._add_gap = add_gap
     consumer._read_offset = {"a/0": None, "a/1": None}
-    consumer._rewinds = {}
+    consumer._rewinds, consumer._delivered, consumer._holes = {}, {}, {}
     consumer._stopped, consumer._crashed, consumer.suspend_flow = _Flag(), _Flag(), _Flag()
     consumer._commit_every, consumer._n_acked = None, 0
     consumer.diag = type("Diag", (), {"set_flag": lambda self, f: None, "unset_flag": lambda self, f: None})()
@@ -173,6 +175,54 @@ async def test_a_rewind_is_sought_by_the_drain_loop_between_batches(monkeypatch:
     assert sought == [{"a/0": 11}]
     assert delivered == [("a/0", 10), ("a/0", 13), ("a/1", 4), ("a/0", 11), ("a/0", 12), ("a/0", 13)]
     assert consumer._read_offset == {"a/0": 13, "a/1": 4} and consumer._rewinds == {}
+
+
+@pytest.mark.asyncio
+async def test_offsets_between_two_records_delivered_in_a_row_are_vouched_absent() -> None:
+    """5 then 7 delivered one after the other: 6 is not in the log, and `absent` says
+    so once. No hole is vouched for across records not delivered (a suspended flow) or
+    across a seek, and none for a gap that starts elsewhere."""
+    cls: Any = consumer_class(100)
+    consumer = object.__new__(cls)
+    fetcher = type("Fetcher", (), {"_stopped": _Flag()})()
+    batches = iter([[("a/0", 5), ("a/0", 7), ("a/1", 3), ("a/1", 6)], [("a/1", 9)], [("a/0", 12)]])
+
+    async def deliver(message: _Message) -> None:
+        if (message.tp, message.offset) == ("a/1", 3):
+            consumer.suspend_flow.set()  # 6 of a/1 is fetched, not delivered
+        if (message.tp, message.offset) == ("a/1", 9):
+            consumer._forget(["a/0"])  # as a seek of a/0 does
+
+    async def getmany(timeout: float) -> Any:
+        batch = next(batches, None)
+        if batch is None:
+            fetcher._stopped.set()
+            return
+        consumer.suspend_flow.on = False
+        for tp, offset in batch:
+            yield tp, _Message(offset, tp)
+
+    async def add_gap(tp: str, start: int, end: int) -> None:
+        pass
+
+    _drainable(consumer, deliver, getmany, add_gap)
+    await consumer._drain_messages(fetcher)
+    assert consumer.absent("a/0", 5, 7) is False  # not the hole: it starts at 6
+    assert consumer.absent("a/0", 6, 7) is True
+    assert consumer.absent("a/0", 6, 7) is False  # answered once
+    assert consumer.absent("a/1", 4, 9) is False and consumer.absent("a/1", 7, 9) is False
+    assert consumer.absent("a/0", 8, 12) is False  # 7 and 12 were delivered with a seek between them
+
+
+def test_holes_no_agent_asks_about_do_not_pile_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kafka_consumer, "MAX_HOLES", 3)
+    cls: Any = consumer_class(100)
+    consumer = object.__new__(cls)
+    consumer._holes = {}
+    for end in range(2, 12, 2):
+        consumer._hole("a/0", end - 1, end)
+    assert list(consumer._holes["a/0"]) == [6, 8, 10]
+    assert consumer.absent("a/0", 1, 2) is False and consumer.absent("a/0", 9, 10) is True
 
 
 class _InFlight:

@@ -50,12 +50,23 @@ class Stream:
         return True
 
 
-def states(table: Table, rewinds: list[tuple[str, int, int]] | None = None) -> PatientStates[int]:
+def states(table: Table, rewinds: list[tuple[str, int, int]] | None = None,
+           holes: set[tuple[str, int, int, int]] | None = None) -> PatientStates[int]:
     """States are ints: the offset of the last message applied. Rewinds asked for go
-    to ``rewinds``."""
+    to ``rewinds``; the consumer vouches for the ``holes`` (topic, partition, start,
+    end), each once."""
     asked = [] if rewinds is None else rewinds
+    known = set() if holes is None else holes
+
+    def absent(topic: str, partition: int, start: int, end: int) -> bool:
+        hole = (topic, partition, start, end)
+        if hole in known:
+            known.remove(hole)
+            return True
+        return False
+
     return PatientStates(table, lambda s: str(s).encode(), lambda b: int(b), (TOPIC,),
-                         lambda t, p, o: asked.append((t, p, o)))
+                         lambda t, p, o: asked.append((t, p, o)), absent)
 
 
 def resumes(table: Table, partition: int = 0) -> list[int]:
@@ -212,6 +223,21 @@ async def test_offsets_missing_from_the_log_are_rewound_to_once() -> None:
     await st.checkpoint_idle()
     assert rewinds == [(TOPIC, 0, 1)] and resumes(table) == [5]
     assert sorted(stream.acked) == [0, 3, 4]
+
+
+async def test_offsets_the_consumer_read_as_absent_are_not_rewound_to() -> None:
+    table, stream = Table(), Stream()
+    rewinds: list[tuple[str, int, int]] = []
+    st = states(table, rewinds, holes={(TOPIC, 0, 1, 2), (TOPIC, 0, 4, 6)})
+    st.resume_offsets([(TOPIC, 0)])
+    for offset in (0, 2, 3, 6):  # 1, 4 and 5: transaction markers the consumer saw go by
+        await (await apply(st, stream, "a", offset))()
+    assert rewinds == [] and st.rewinds == 0 and st.holes == 2
+    # A gap the consumer does not vouch for is still read again.
+    assert st.consumed(event(8)) is False
+    assert rewinds == [(TOPIC, 0, 7)]
+    await st.checkpoint_idle()
+    assert resumes(table) == [7] and sorted(stream.acked) == [0, 2, 3, 6]
 
 
 async def test_revoked_partitions_are_checkpointed_then_forgotten() -> None:
