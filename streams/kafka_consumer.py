@@ -111,8 +111,12 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
     class _Thread(AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
-            # aiokafka hands this to its Fetcher when the consumer starts.
+            # aiokafka hands these to its Fetcher when the consumer starts.
             consumer._fetch_max_wait_ms = fetch_max_wait_ms
+            # A gateway that publishes in transactions: its aborted records never
+            # happened, and a transaction still open may yet abort (Faust reads
+            # committed only when it produces in transactions itself, which Vigil does not).
+            consumer._isolation_level = "read_committed"
             return consumer
 
     class _Consumer(Consumer):

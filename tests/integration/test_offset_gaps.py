@@ -3,7 +3,8 @@
 A device gateway that publishes in Kafka transactions leaves a commit marker after
 each transaction: an offset that no consumer ever receives. Here every message comes
 in its own transaction, so every message after the first follows such a hole; each
-must be applied exactly once, and the worker must keep up.
+must be applied exactly once, and the worker must keep up. Every tenth transaction is
+followed by one that aborts: its reading must never reach the store.
 
 - Read in one go, the consumer sees each hole between two records it delivered, and
   vouches for it (`streams.kafka_consumer`): no message is read again.
@@ -16,6 +17,7 @@ must be applied exactly once, and the worker must keep up.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 from tests.integration.pipeline_helpers import (
     WARD_START_US,
+    contents,
     create_topics,
     dead_letters,
     migrate,
@@ -38,6 +41,7 @@ from tests.integration.pipeline_helpers import (
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 MESSAGES = 30
+ABORTED = {"hr": 150.0, "spo2": 80.0}
 
 
 async def publish_in_transactions(bootstrap: str, topic: str, prefix: str, *, first: int) -> None:
@@ -47,9 +51,14 @@ async def publish_in_transactions(bootstrap: str, topic: str, prefix: str, *, fi
     await producer.start()
     try:
         for i in range(first, first + MESSAGES):
+            at_ms = WARD_START_US // 1000 + 1000 * i
             async with producer.transaction():
-                value = encode_vitals("p0001", WARD_START_US // 1000 + 1000 * i, {"hr": 70.0 + i % 5, "spo2": 97.0})
+                value = encode_vitals("p0001", at_ms, {"hr": 70.0 + i % 5, "spo2": 97.0})
                 await producer.send_and_wait(topic, value, key=b"p0001")
+            if i % 10 == 5:  # then a transaction that aborts: its reading never happened
+                await producer.begin_transaction()
+                await producer.send_and_wait(topic, encode_vitals("p0001", at_ms + 500, ABORTED), key=b"p0001")
+                await producer.abort_transaction()
     finally:
         await producer.stop()
 
@@ -75,6 +84,8 @@ async def test_transaction_markers_lose_nothing_and_are_read_again_only_after_a_
             finally:
                 await stop_all([worker])
         assert progress(db)[0] == vitals == 2 * MESSAGES
+        stored = [json.loads(e[3]) for e in contents(db).events.values() if e[1] == "VitalsObserved"]
+        assert len(stored) == 2 * MESSAGES and all(v["hr"] != ABORTED["hr"] for v in stored)
     assert await dead_letters(apache_kafka, topics) == 0  # none applied twice (stale timestamp)
     # Message i is at offset 2i, its marker at 2i + 1.
     first, resumed = texts
