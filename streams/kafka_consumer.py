@@ -116,6 +116,8 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             # A gateway that publishes in transactions: its aborted records never
             # happened, and a transaction still open may yet abort (Faust reads
             # committed only when it produces in transactions itself, which Vigil does not).
+            # The cost: a transaction left open holds its partition back until the
+            # broker aborts it (the producer's transaction.timeout.ms, 60 s by default).
             consumer._isolation_level = "read_committed"
             return consumer
 
