@@ -169,9 +169,8 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
                 self._delivered.pop(tp, None)
 
         async def seek(self, partition: Any, offset: int) -> None:
-            self._forget((partition,))
             await super().seek(partition, offset)
-            self._forget((partition,))
+            self._forget((partition,))  # (a record the loop delivered meanwhile came from before the seek)
 
         def rewind(self, tp: Any, offset: int) -> None:
             """Read ``tp`` again from ``offset``: the fetch loop delivers none of its
@@ -180,9 +179,8 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
 
         async def perform_seek(self) -> None:
             self._rewinds.clear()  # asked for by the old assignment: the resume offsets decide now
-            self._delivered.clear()
             await super().perform_seek()
-            self._delivered.clear()  # (the loop may have delivered a record during the seek)
+            self._delivered.clear()  # (a record the loop delivered meanwhile came from before the seek)
             pending, self.resume_at = self.resume_at, {}
             assigned = self.assignment()
             wanted = {tp: offset for tp, offset in pending.items() if tp in assigned}
@@ -195,7 +193,6 @@ def consumer_class(fetch_max_wait_ms: int, settle: Callable[[], Awaitable[None]]
             does: `_drain_messages` drops records before a partition's read offset, and
             Faust's `perform_seek` set it to the committed offset, which can be past the
             resume offset (faust-streaming #606)."""
-            self._forget(offsets)
             await self.seek_wait(offsets)
             self._forget(offsets)
             self._read_offset.update({tp: offset if offset else None for tp, offset in offsets.items()})
