@@ -138,9 +138,8 @@ class _OpenOffsets:
     def not_in_log(self, offset: int) -> None:
         """Take ``offset`` after all, instead of the rewind `consumed` just asked for:
         the offsets before it are known to be absent from the log."""
-        self._rewind = None
-        self._open[offset] = self._open.get(offset, 0) + 1
-        self._next = offset + 1
+        self._rewind, self._next = None, offset
+        self.consumed(offset)
 
     @property
     def rewound_to(self) -> int | None:
