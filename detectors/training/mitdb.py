@@ -24,7 +24,7 @@ rhythm and ST segment measurement algorithms.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,13 +33,14 @@ import numpy.typing as npt
 
 from detectors.beat_classifier import AAMI_CLASSES
 from detectors.beat_features import BeatFeatureStream, BeatRows
+from detectors.training.resample import DEFAULT_ROUNDS, bootstrap_interval
 from processors.ecg import EcgAnalyzer
 from processors.evaluate import flutter_episodes
 
 __all__ = [
     "AAMI_CLASSES", "AAMI_OF_SYMBOL", "ARTEFACT", "DS1", "DS2", "DS2_PRESENT", "PACED", "ChainOutput", "Confusion", "Record",
-    "RecordData", "UNSCORED", "chain_features", "data_dir", "label_beats", "load_record", "record_data",
-    "score", "training_targets",
+    "RecordData", "UNSCORED", "chain_features", "class_intervals", "data_dir", "label_beats", "load_record",
+    "pooled", "record_data", "score", "training_targets",
 ]
 
 AAMI_OF_SYMBOL = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"), **dict.fromkeys("VE", "V"),
@@ -202,6 +203,25 @@ class Confusion:
         for i, name in enumerate((*AAMI_CLASSES, "none")):
             lines.append(f"{name:<9}" + " ".join(f"{int(v):6d}" for v in self.counts[i]))
         return "\n".join(lines)
+
+
+def pooled(parts: Iterable[Confusion]) -> Confusion:
+    """The sum of per-record confusions."""
+    total = Confusion.empty()
+    for part in parts:
+        total += part
+    return total
+
+
+def class_intervals(per_record: Sequence[Confusion], classes: Sequence[str] = ("V", "S"), *,
+                    rounds: int = DEFAULT_ROUNDS) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
+    """``{class: ((Se low, high), (+P low, high))}``: 95 % intervals of the pooled figures
+    when the records are resampled (`detectors.training.resample`), as shares."""
+    def figure(cls: str, which: str) -> Callable[[Sequence[Confusion]], float]:
+        return lambda sample: float(getattr(pooled(sample), which)(cls))
+
+    return {k: (bootstrap_interval(per_record, figure(k, "sensitivity"), rounds=rounds),
+                bootstrap_interval(per_record, figure(k, "predictivity"), rounds=rounds)) for k in classes}
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,10 @@ def test_score_floor_on_a_handful(records: Path, tmp_path: Path) -> None:
     assert overall["n"] == len(HANDFUL)
     assert overall["fn"] == 0, overall
     assert overall["score"] >= 80.0, overall
+    cv = result["cv"]  # every record here is out of fold once; the held-out half is empty
+    assert isinstance(cv, dict) and "interval" not in result["test"]  # type: ignore[operator]
+    low, high = cv["interval"]
+    assert low < cv["score"] <= high, cv  # the records that went wrong are drawn 0 to several times
 
 
 @pytest.mark.parametrize("module", ["detectors.ventricular", "detectors.vt_triage"])
