@@ -200,6 +200,9 @@ DEVELOPMENT = (
     "the same noise channel. Not adopted: muscle artefact and baseline wander did not teach the model "
     "electrode motion, the artefact that reaches the VT alarm, and false VT near the challenge's "
     "false alarms rose. The development script is on the local branch `candidate/noisy-copies`.",
+    "",
+    "The alarm figures in these notes were taken with no alarm acknowledged (a latched alarm hides the "
+    "later ones of its kind), as `bench/ecg_alarms.py` ran then; its `--no-ack` repeats them.",
 )
 """What the model card says was tried, and how the model was chosen (figures from the
 development runs, all on DS1 cross-validation)."""
