@@ -18,7 +18,9 @@ Printed per N:
   lag          median and max of those samples, in seconds of input
   CPU          worker CPU seconds per wall second, and per patient (ms per second of data)
   machine      all cores' busy share over the run (/proc/stat)
-  CPU s/s      CPU seconds per wall second of each part: the worker, Kafka, PostgreSQL
+  CPU s/s      CPU seconds per wall second of each part: the worker (and its main
+               thread apart: the one that runs the event loop and every agent, so
+               it cannot pass 1.0), Kafka, PostgreSQL
                (server and backends) and the publisher (this process: the simulated
                devices, stamped, encoded and sent bed by bed as they fall due, and
                its lag sampling)
@@ -234,7 +236,7 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
     worker = ManagedProcess.start("worker", worker_command(beat_model), work / f"{topics.prefix}.log", env=env)
     stored_total = StoredCount(url)
     t_start = time.monotonic()
-    first = cpu_first = None
+    first = cpu_first = main_first = None
     stored = 0
     try:
         while stored < published and time.monotonic() - t_start < 600:
@@ -242,8 +244,9 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
             stored = stored_total()
             if first is None and stored:
                 first, stored_first, cpu_first = time.monotonic(), stored, cpu_seconds(worker.pid)
+                main_first = cpu_seconds(worker.pid, thread=worker.pid)
         done = time.monotonic()
-        cpu = cpu_seconds(worker.pid)
+        cpu, main = cpu_seconds(worker.pid), cpu_seconds(worker.pid, thread=worker.pid)
     finally:
         stored_total.close()
         log_tail = worker.log_tail()
@@ -259,7 +262,8 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
     rate = (stored - stored_first) / 2 / (done - first)
     print(f"N={patients:5d}  backlog {backlog} s ({published} messages): first result after {first - t_start:.1f} s, "
           f"the rest in {done - first:.1f} s: {rate:,.0f} patient-seconds per second = {rate / patients:.2f} x real "
-          f"time; worker CPU {(cpu - (cpu_first or 0.0)) / (done - first):4.2f} s/s", flush=True)
+          f"time; worker CPU {(cpu - (cpu_first or 0.0)) / (done - first):4.2f} s/s (main thread "
+          f"{(main - (main_first or 0.0)) / (done - first):4.2f})", flush=True)
 
 
 async def run_one(bootstrap: str, server_url: str, services: dict[str, int], patients: int, seconds: int,
@@ -294,8 +298,8 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     published = 1  # the probe
     lags_at: dict[int, float] = {}  # second -> lag in seconds of input
     machine_cpu = MachineCpu(services)
-    cpu0 = busy0 = None
-    cpu_killed = 0.0  # CPU of the worker killed by --crash-at
+    cpu0 = busy0 = main0 = None
+    cpu_killed = main_killed = 0.0  # CPU of the worker killed by --crash-at (all threads, main thread)
     crash_t = None if crash_at is None else warmup + crash_at
     after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
     samplers: set[asyncio.Task[None]] = set()
@@ -322,13 +326,15 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             await producer.flush()
             if t == warmup:
                 cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()
+                main0 = cpu_seconds(worker.pid, thread=worker.pid)
                 machine_cpu.start()
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
                 cpu_killed = cpu_seconds(worker.pid) - (cpu0 or 0.0)
+                main_killed = cpu_seconds(worker.pid, thread=worker.pid) - (main0 or 0.0)
                 worker.kill()
                 worker = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
-                cpu0 = 0.0
+                cpu0 = main0 = 0.0
             since_crash = t - crash_t if crash_t is not None and t > crash_t else None  # sampled every second
             sampled = t > warmup and t % 2 == 0
             if sampled or since_crash is not None:
@@ -336,6 +342,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
         cpu = cpu_killed + cpu_seconds(worker.pid) - (cpu0 or 0.0)
+        main = main_killed + cpu_seconds(worker.pid, thread=worker.pid) - (main0 or 0.0)
         busy1 = machine_busy()
         parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
@@ -367,7 +374,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
           f"lag median {statistics.median(lags or [0]):5.1f} s "
           f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  worker CPU {cpu / elapsed:4.2f} s/s "
           f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
-    print(f"         CPU s/s     : worker {cpu / elapsed:4.2f}, {parts}")
+    print(f"         CPU s/s     : worker {cpu / elapsed:4.2f} (main thread {main / elapsed:4.2f}), {parts}")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")

@@ -161,15 +161,17 @@ class ManagedProcess:
         self._log_file = None
 
 
-def _stat_fields(pid: int) -> list[str]:
+def _stat_fields(pid: int, thread: int | None = None) -> list[str]:
     # /proc/<pid>/stat after the command name (which may hold spaces): state, ppid, ...
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    return Path(path).read_text().rsplit(")", 1)[1].split()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, in seconds (Linux /proc). Raises
-    `OSError` if the process is gone."""
-    fields = _stat_fields(pid)
+def cpu_seconds(pid: int, *, thread: int | None = None) -> float:
+    """User + system CPU time of a process so far, in seconds (Linux /proc); with
+    ``thread``, of that one thread of it (the main thread's id is the pid). Raises
+    `OSError` if the process or thread is gone."""
+    fields = _stat_fields(pid, thread)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
