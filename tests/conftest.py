@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -79,19 +81,43 @@ def any_kafka(request: pytest.FixtureRequest) -> tuple[str, str]:
     return kind, str(request.getfixturevalue(f"{kind}_kafka"))
 
 
+@contextlib.contextmanager
+def cluster_home() -> Iterator[Path]:
+    """A folder for a PostgreSQL cluster, outside pytest's temporary root, removed after.
+
+    Run as root, the cluster runs as an unprivileged user that must be able to pass
+    through every parent of its data folder; but each pytest session that starts on
+    the machine (a developer's unit tests beside CI, say) takes the others' search
+    permission off ``/tmp/pytest-of-<user>`` again, and a cluster in there then panics
+    on its next file access ("could not open pg_control: Permission denied")."""
+    path = Path(tempfile.mkdtemp(prefix="vigil-pg-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_home() -> Iterator[Path]:
+    """`cluster_home` for one test's private PostgreSQL."""
+    with cluster_home() as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """Admin URL (database ``postgres``) of a real PostgreSQL server."""
     external = os.environ.get("VIGIL_DATABASE_URL")
     if external:
         yield external
         return
-    try:
-        cluster = PostgresCluster.start(tmp_path_factory.mktemp("pg"), database="postgres", durable=False)
-    except ServiceError as e:
-        pytest.fail(f"PostgreSQL did not start: {e}")
-    yield cluster.url
-    cluster.stop()
+    with cluster_home() as home:
+        try:
+            cluster = PostgresCluster.start(home / "pg", database="postgres", durable=False)
+        except ServiceError as e:
+            pytest.fail(f"PostgreSQL did not start: {e}")
+        yield cluster.url
+        cluster.stop()
 
 
 @contextlib.contextmanager

@@ -19,8 +19,8 @@ _LAUNCHER = """
 import pathlib, sys, time
 from vigil.services.postgres import PostgresCluster
 from vigil.services.tansu import TansuBroker
-work = pathlib.Path(sys.argv[1])
-pg = PostgresCluster.start(work / "pg", durable=False)
+work, pg_home = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+pg = PostgresCluster.start(pg_home / "pg", durable=False)
 broker = TansuBroker.start(work)
 print(pg.process.pid, broker.process.pid, flush=True)
 time.sleep(600)
@@ -36,8 +36,8 @@ def _alive(pid: int) -> bool:
     return "Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
 
 
-def test_services_die_when_their_launcher_is_killed(tmp_path: Path) -> None:
-    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(tmp_path)], cwd=REPO,
+def test_services_die_when_their_launcher_is_killed(tmp_path: Path, pg_home: Path) -> None:
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(tmp_path), str(pg_home)], cwd=REPO,
                                 stdout=subprocess.PIPE, text=True)
     assert launcher.stdout is not None
     pids = [int(p) for p in launcher.stdout.readline().split()]

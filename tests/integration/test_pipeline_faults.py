@@ -203,13 +203,13 @@ async def test_losing_one_of_three_brokers_loses_nothing(
 
 
 async def test_database_down_for_20_s_holds_back_and_catches_up(
-    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
+    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path, pg_home: Path
 ) -> None:
     topics = TopicNames(topic_prefix)
     await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
                                        topics.dead_letter: 1})
     # A private server: stopping the session's would break the other tests.
-    pg = await asyncio.to_thread(PostgresCluster.start, tmp_path / "pg", database="vigil", durable=False)
+    pg = await asyncio.to_thread(PostgresCluster.start, pg_home / "pg", database="vigil", durable=False)
     feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
     workers: list[ManagedProcess] = []
 
@@ -230,7 +230,7 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
             down_from = feed.seconds
             await asyncio.sleep(20)
             down_until = feed.seconds
-            pg = await asyncio.to_thread(PostgresCluster.start, tmp_path / "pg", port=pg.port, database="vigil",
+            pg = await asyncio.to_thread(PostgresCluster.start, pg_home / "pg", port=pg.port, database="vigil",
                                          durable=False)
             after = await wait_for(pg.url, lambda v, w: v > before[0] + 10 * PATIENTS and w > before[1], 120, hurt)
             total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", hurt)])

@@ -20,12 +20,12 @@ from vigil.services.process import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def test_connect_waits_for_a_database_that_is_still_starting(tmp_path: Path) -> None:
+async def test_connect_waits_for_a_database_that_is_still_starting(pg_home: Path) -> None:
     port = free_port()
     connecting = asyncio.create_task(PostgresRecorder.connect(f"postgresql://postgres@127.0.0.1:{port}/vigil"))
     await asyncio.sleep(1.5)
     assert not connecting.done()  # still retrying, not failed
-    cluster = await asyncio.to_thread(PostgresCluster.start, tmp_path, port=port, durable=False)
+    cluster = await asyncio.to_thread(PostgresCluster.start, pg_home, port=port, durable=False)
     try:
         recorder = await asyncio.wait_for(connecting, 60)
         await recorder.migrate()
