@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier, model_path  # noqa: E402
 from detectors.beat_features import beat_features  # noqa: E402
 from detectors.training.mitdb import (  # noqa: E402
-    DS2_PRESENT, Confusion, RecordData, class_intervals, data_dir, load_record, record_data,
+    DS2_PRESENT, Confusion, RecordData, class_intervals_text, data_dir, load_record, pooled, record_data,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,7 +73,6 @@ def beat_accuracy(data: list[RecordData], models: dict[str, BeatClassifier]) -> 
         print(f"      DS1 6-fold CV by record (from the file): {clf.metadata.get('ds1_cv', '?')}")
     head = "  ".join(f"{k + ' Se':>6} {k + ' +P':>6}" for k in ("V", "S", "N", "F")) + f"  {'acc':>7}"
     print(f"{'record':<8} {'model':<5} {'beats':>6}  {head}")
-    totals = {name: Confusion.empty() for name in models}
     per_record: dict[str, list[Confusion]] = {name: [] for name in models}
     labels: dict[str, list[np.ndarray]] = {name: [] for name in models}
     for d in data:
@@ -82,17 +81,14 @@ def beat_accuracy(data: list[RecordData], models: dict[str, BeatClassifier]) -> 
             labels[name].append(predicted)
             c = Confusion.empty()
             c.add(d.labels, predicted, d.missed)
-            totals[name] += c
             per_record[name].append(c)
             print(f"{d.name:<8} {name:<5} {len(d.rows):6d}  {_figures(c)}")
     detections = sum(len(d.rows) for d in data)
+    totals = {name: pooled(parts) for name, parts in per_record.items()}
     for name, c in totals.items():
         print(f"{'GROSS':<8} {name:<5} {detections:6d}  {_figures(c)}")
     for name, parts in per_record.items():
-        spread = class_intervals(parts)
-        print(f"{name}: 95 % intervals, records resampled with replacement: " + "; ".join(
-            f"{k} Se {100 * se[0]:.1f}-{100 * se[1]:.1f} +P {100 * pp[0]:.1f}-{100 * pp[1]:.1f}"
-            for k, (se, pp) in spread.items()))
+        print(f"{name}: 95 % intervals, records resampled with replacement: {class_intervals_text(parts)}")
     if len(models) == 2:
         a, b = (np.concatenate(v) for v in labels.values())
         changed = np.flatnonzero(a != b)

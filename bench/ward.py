@@ -77,6 +77,8 @@ from typing import Any
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
+import numpy as np  # noqa: E402
+import numpy.typing as npt  # noqa: E402
 import psycopg  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 
@@ -171,6 +173,12 @@ class StoredCount:
         self._conn.close()
 
 
+def worker_cpu(pid: int) -> npt.NDArray[np.float64]:
+    """CPU seconds the worker has used so far: (all its threads, its main thread). The
+    main thread runs the event loop and every agent, so it alone cannot pass one core."""
+    return np.array([cpu_seconds(pid), cpu_seconds(pid, thread=pid)])
+
+
 class MachineCpu:
     """CPU seconds per wall second, from a `start` to a `stop`, of the services (each a
     process and its descendants: the broker, the database) and of this publisher
@@ -236,17 +244,17 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
     worker = ManagedProcess.start("worker", worker_command(beat_model), work / f"{topics.prefix}.log", env=env)
     stored_total = StoredCount(url)
     t_start = time.monotonic()
-    first = cpu_first = main_first = None
+    first = None
+    cpu_first = np.zeros(2)
     stored = 0
     try:
         while stored < published and time.monotonic() - t_start < 600:
             await asyncio.sleep(0.5)
             stored = stored_total()
             if first is None and stored:
-                first, stored_first, cpu_first = time.monotonic(), stored, cpu_seconds(worker.pid)
-                main_first = cpu_seconds(worker.pid, thread=worker.pid)
+                first, stored_first, cpu_first = time.monotonic(), stored, worker_cpu(worker.pid)
         done = time.monotonic()
-        cpu, main = cpu_seconds(worker.pid), cpu_seconds(worker.pid, thread=worker.pid)
+        cpu = worker_cpu(worker.pid)
     finally:
         stored_total.close()
         log_tail = worker.log_tail()
@@ -260,10 +268,10 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
               f"look ({first - t_start:.1f} s after the start); too little left to time: give a longer backlog")
         return
     rate = (stored - stored_first) / 2 / (done - first)
+    total, main = (cpu - cpu_first) / (done - first)
     print(f"N={patients:5d}  backlog {backlog} s ({published} messages): first result after {first - t_start:.1f} s, "
           f"the rest in {done - first:.1f} s: {rate:,.0f} patient-seconds per second = {rate / patients:.2f} x real "
-          f"time; worker CPU {(cpu - (cpu_first or 0.0)) / (done - first):4.2f} s/s (main thread "
-          f"{(main - (main_first or 0.0)) / (done - first):4.2f})", flush=True)
+          f"time; worker CPU {total:4.2f} s/s (main thread {main:4.2f})", flush=True)
 
 
 async def run_one(bootstrap: str, server_url: str, services: dict[str, int], patients: int, seconds: int,
@@ -298,8 +306,9 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     published = 1  # the probe
     lags_at: dict[int, float] = {}  # second -> lag in seconds of input
     machine_cpu = MachineCpu(services)
-    cpu0 = busy0 = main0 = None
-    cpu_killed = main_killed = 0.0  # CPU of the worker killed by --crash-at (all threads, main thread)
+    busy0 = None
+    cpu0 = np.zeros(2)  # worker_cpu when the measure starts
+    cpu_killed = np.zeros(2)  # what the worker killed by --crash-at used of the measure
     crash_t = None if crash_at is None else warmup + crash_at
     after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
     samplers: set[asyncio.Task[None]] = set()
@@ -325,24 +334,21 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
                                           began=began)
             await producer.flush()
             if t == warmup:
-                cpu0, busy0, t_measure = cpu_seconds(worker.pid), machine_busy(), time.monotonic()
-                main0 = cpu_seconds(worker.pid, thread=worker.pid)
+                cpu0, busy0, t_measure = worker_cpu(worker.pid), machine_busy(), time.monotonic()
                 machine_cpu.start()
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
-                cpu_killed = cpu_seconds(worker.pid) - (cpu0 or 0.0)
-                main_killed = cpu_seconds(worker.pid, thread=worker.pid) - (main0 or 0.0)
+                cpu_killed = worker_cpu(worker.pid) - cpu0
                 worker.kill()
                 worker = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
-                cpu0 = main0 = 0.0
+                cpu0 = np.zeros(2)
             since_crash = t - crash_t if crash_t is not None and t > crash_t else None  # sampled every second
             sampled = t > warmup and t % 2 == 0
             if sampled or since_crash is not None:
                 sample_lag(published, since_crash, t if sampled else None)
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
-        cpu = cpu_killed + cpu_seconds(worker.pid) - (cpu0 or 0.0)
-        main = main_killed + cpu_seconds(worker.pid, thread=worker.pid) - (main0 or 0.0)
+        cpu, main = (float(v) for v in cpu_killed + worker_cpu(worker.pid) - cpu0)
         busy1 = machine_busy()
         parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")

@@ -39,7 +39,7 @@ from processors.evaluate import flutter_episodes
 
 __all__ = [
     "AAMI_CLASSES", "AAMI_OF_SYMBOL", "ARTEFACT", "DS1", "DS2", "DS2_PRESENT", "PACED", "ChainOutput", "Confusion", "Record",
-    "RecordData", "UNSCORED", "chain_features", "class_intervals", "data_dir", "label_beats", "load_record",
+    "RecordData", "UNSCORED", "chain_features", "class_intervals", "class_intervals_text", "data_dir", "label_beats", "load_record",
     "pooled", "record_data", "score", "training_targets",
 ]
 
@@ -217,11 +217,17 @@ def class_intervals(per_record: Sequence[Confusion], classes: Sequence[str] = ("
                     rounds: int = DEFAULT_ROUNDS) -> dict[str, tuple[tuple[float, float], tuple[float, float]]]:
     """``{class: ((Se low, high), (+P low, high))}``: 95 % intervals of the pooled figures
     when the records are resampled (`detectors.training.resample`), as shares."""
-    def figure(cls: str, which: str) -> Callable[[Sequence[Confusion]], float]:
-        return lambda sample: float(getattr(pooled(sample), which)(cls))
+    def of_pooled(figure: Callable[[Confusion, str], float], cls: str) -> Callable[[Sequence[Confusion]], float]:
+        return lambda sample: figure(pooled(sample), cls)
 
-    return {k: (bootstrap_interval(per_record, figure(k, "sensitivity"), rounds=rounds),
-                bootstrap_interval(per_record, figure(k, "predictivity"), rounds=rounds)) for k in classes}
+    return {k: (bootstrap_interval(per_record, of_pooled(Confusion.sensitivity, k), rounds=rounds),
+                bootstrap_interval(per_record, of_pooled(Confusion.predictivity, k), rounds=rounds)) for k in classes}
+
+
+def class_intervals_text(per_record: Sequence[Confusion]) -> str:
+    """`class_intervals` as the model card and ``bench/detectors.py`` print them, in percent."""
+    return "; ".join(f"{k} Se {100 * se[0]:.1f}-{100 * se[1]:.1f}, +P {100 * pp[0]:.1f}-{100 * pp[1]:.1f}"
+                     for k, (se, pp) in class_intervals(per_record).items())
 
 
 @dataclass(frozen=True)

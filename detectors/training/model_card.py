@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from detectors.beat_classifier import AAMI_CLASSES, MODEL_NAME, ModelProvenance
 from detectors.beat_features import FEATURE_NAMES, FEATURE_SET
-from detectors.training.mitdb import DS1, DS2, DS2_PRESENT, PACED, Confusion, class_intervals
+from detectors.training.mitdb import DS1, DS2, DS2_PRESENT, PACED, Confusion, class_intervals_text
 from detectors.training.mlp import MlpConfig
 
 __all__ = ["write_model_card"]
@@ -152,9 +152,8 @@ def write_model_card(path: Path, *, config: MlpConfig, folds: Sequence[Sequence[
             for k, (se, pp) in (("V", (0.90, 0.90)), ("S", (0.70, 0.50)))) + ".",
         "",
         f"How far these figures could move with other patients (95 % intervals when the {len(per_record)} "
-        "records are resampled with replacement and pooled again, `detectors.training.resample`): " + "; ".join(
-            f"{k} Se {100 * se[0]:.1f}-{100 * se[1]:.1f}, +P {100 * pp[0]:.1f}-{100 * pp[1]:.1f}"
-            for k, (se, pp) in class_intervals(list(per_record.values())).items()) + ".",
+        "records are resampled with replacement and pooled again, `detectors.training.resample`): "
+        + class_intervals_text(list(per_record.values())) + ".",
         "",
         previous,
         "",
