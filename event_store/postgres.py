@@ -302,8 +302,11 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
         if flavours:
             timescale = "timescaledb" in flavours
         else:
+            # Installed is not enough: the extension works only where the server
+            # preloads it (shared_preload_libraries), as TimescaleDB's images do.
             timescale = bool(await conn.fetchval(
-                "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
+                "SELECT EXISTS (SELECT FROM pg_available_extensions WHERE name = 'timescaledb') AND 'timescaledb' = "
+                "ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"))
         applied = []
         for name, sql in _migration_files(timescale):
             if name in done:

@@ -13,6 +13,12 @@ CREATE TABLE waveforms (
     PRIMARY KEY (patient_id, lead, starts_at)
 );
 SELECT create_hypertable('waveforms', by_range('starts_at', interval '1 day'));
-ALTER TABLE waveforms SET (timescaledb.compress, timescaledb.compress_segmentby = 'patient_id, lead');
-SELECT add_compression_policy('waveforms', interval '2 days');
+DO $migration$
+BEGIN
+    IF current_setting('timescaledb.license') = 'timescale' THEN  -- the Apache-2 edition cannot compress
+        ALTER TABLE waveforms SET (timescaledb.compress, timescaledb.compress_segmentby = 'patient_id, lead');
+        PERFORM add_compression_policy('waveforms', interval '2 days');
+    END IF;
+END
+$migration$;
 SELECT vigil_protect('waveforms', false);
