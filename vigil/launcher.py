@@ -22,7 +22,7 @@ from pathlib import Path
 from event_store.postgres import PostgresRecorder
 from vigil.config import Settings
 from vigil.services.kafka import KafkaCluster, java_available
-from vigil.services.postgres import PostgresCluster
+from vigil.services.postgres import PostgresCluster, timescaledb_installed
 from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
 from vigil.services.tansu import TansuBroker
 
@@ -97,8 +97,9 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
             prefix = f"{prefix}.run-{uuid.uuid4().hex[:8]}"
         database_url = settings.database_url
         if database_url is None:
-            _say(f"starting PostgreSQL in {state / 'postgres'} ...")
-            pg = PostgresCluster.start(state / "postgres")
+            timescale = timescaledb_installed()
+            _say(f"starting PostgreSQL{' with TimescaleDB' if timescale else ''} in {state / 'postgres'} ...")
+            pg = PostgresCluster.start(state / "postgres", timescaledb=timescale)
             stoppers.append(pg.stop)
             database_url = pg.url
         applied = asyncio.run(migrate(database_url))
@@ -175,7 +176,7 @@ def run_services(state_dir: Path, kafka: str, brokers: int) -> int:
             broker = TansuBroker.start(state_dir / "tansu")
             stoppers.append(broker.stop)
             kafka_url = broker.url
-        pg = PostgresCluster.start(state_dir / "postgres")
+        pg = PostgresCluster.start(state_dir / "postgres", timescaledb=timescaledb_installed())
         stoppers.append(pg.stop)
         _say(f"VIGIL_KAFKA_URL={kafka_url}")
         _say(f"VIGIL_DATABASE_URL={pg.url}")

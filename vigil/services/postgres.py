@@ -26,7 +26,7 @@ from pathlib import Path
 from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
 import contextlib
 
-__all__ = ["PostgresCluster", "find_pg_bin"]
+__all__ = ["PostgresCluster", "find_pg_bin", "timescaledb_installed"]
 
 _PG_USER = "vigil-pg"
 
@@ -85,6 +85,17 @@ def _make_traversable(path: Path) -> None:
             os.chmod(parent, mode | stat.S_IXOTH)
 
 
+def timescaledb_installed(bindir: Path | None = None) -> bool:
+    """Whether the TimescaleDB extension is installed for these binaries (its control
+    file in the share folder ``pg_config`` names)."""
+    bindir = bindir or find_pg_bin()
+    pg_config = bindir / "pg_config"
+    if not pg_config.exists():
+        return False
+    done = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, check=False)
+    return done.returncode == 0 and (Path(done.stdout.strip()) / "extension" / "timescaledb.control").exists()
+
+
 @dataclass
 class PostgresCluster:
     port: int
@@ -104,11 +115,15 @@ class PostgresCluster:
         port: int = 0,
         database: str = "vigil",
         durable: bool = True,
+        timescaledb: bool = False,
         timeout: float = 60.0,
     ) -> PostgresCluster:
         """Start (initialising on first use) a cluster in ``datadir``.
 
         ``durable=False`` turns off fsync for throwaway test clusters.
+        ``timescaledb=True`` preloads TimescaleDB (which must be installed: see
+        `timescaledb_installed`), so that the event store's migrations make hypertables;
+        without it they make PostgreSQL's own partitions even where it is installed.
         """
         bindir = find_pg_bin()
         owner = _run_as()
@@ -138,6 +153,10 @@ class PostgresCluster:
             str(bindir / "postgres"), "-D", str(pgdata), "-p", str(port), "-k", str(sockdir),
             "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=200",
         ]
+        if timescaledb:
+            if not timescaledb_installed(bindir):
+                raise ServiceError(f"TimescaleDB is not installed for {bindir} (scripts/install-timescaledb.sh)")
+            argv += ["-c", "shared_preload_libraries=timescaledb"]
         if not durable:
             argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         log = datadir / "postgres.log"
