@@ -23,7 +23,8 @@ test: $(STAMP) test-tools
 
 # Tools the tests need beyond the virtualenv: Java 17 and Maven run Apache Kafka
 # (installed with apt when missing and we are root); the Compose plugin validates
-# docker-compose.yml; Debian's chromium runs the dashboard's browser tests.
+# docker-compose.yml; Debian's chromium runs the dashboard's browser tests;
+# TimescaleDB (built from Debian's source) runs the event store's hypertable schema.
 test-tools:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -31,6 +32,7 @@ test-tools:
 	  else echo "the tests need Java 17 and Maven (apt-get install openjdk-17-jre-headless maven)"; exit 1; fi; }
 	@./scripts/install-compose-plugin.sh
 	@./scripts/install-browser.sh >/dev/null
+	@./scripts/install-timescaledb.sh
 
 lint: $(STAMP)
 	$(BIN)/mypy

@@ -4,6 +4,9 @@
 - The embedded Tansu broker, for the tests that also run against it.
 - A private PostgreSQL cluster unless ``VIGIL_DATABASE_URL`` names one; every test
   that asks for ``database_url`` gets a fresh database in it.
+- A second one that preloads TimescaleDB (``scripts/install-timescaledb.sh``) unless
+  ``VIGIL_TIMESCALEDB_URL`` names one, for the tests that ask for ``timescale_url``, or
+  for ``store_url``, which runs them on both.
 
 A service that cannot start fails the tests that need it, with the reason; nothing is
 skipped. Without Java or Maven, outside CI, the Apache Kafka fixture falls back to
@@ -120,6 +123,22 @@ def postgres_server() -> Iterator[str]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def timescale_server() -> Iterator[str]:
+    """Admin URL of a real PostgreSQL server that preloads TimescaleDB."""
+    external = os.environ.get("VIGIL_TIMESCALEDB_URL")
+    if external:
+        yield external
+        return
+    with cluster_home() as home:
+        try:
+            cluster = PostgresCluster.start(home / "pg", database="postgres", durable=False, timescaledb=True)
+        except ServiceError as e:
+            pytest.fail(f"PostgreSQL with TimescaleDB did not start: {e}")
+        yield cluster.url
+        cluster.stop()
+
+
 @contextlib.contextmanager
 def scratch_database(server_url: str) -> Iterator[str]:
     """A fresh database on the server of ``server_url`` (an admin URL), dropped after."""
@@ -138,6 +157,23 @@ def scratch_database(server_url: str) -> Iterator[str]:
 def database_url(postgres_server: str) -> Iterator[str]:
     """A fresh, empty database for one test, dropped afterwards."""
     with scratch_database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture
+def timescale_url(timescale_server: str) -> Iterator[str]:
+    """A fresh, empty database on the TimescaleDB server, dropped afterwards."""
+    with scratch_database(timescale_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["native", "timescaledb"])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database, once on each flavour of the event store's schema: PostgreSQL's
+    own partitions, and TimescaleDB's hypertables. A module whose every test should
+    run on both overrides ``database_url`` with it."""
+    server = request.getfixturevalue("postgres_server" if request.param == "native" else "timescale_server")
+    with scratch_database(str(server)) as url:
         yield url
 
 

@@ -1,5 +1,6 @@
 """One contract, every backend: the same append/read/subscribe/verify tests run on
-the in-memory recorder and on PostgreSQL (STYLE practice 9)."""
+the in-memory recorder, on PostgreSQL and on PostgreSQL with TimescaleDB (STYLE
+practice 9)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from event_store.postgres import PostgresRecorder
 pytestmark = pytest.mark.asyncio
 
 
-@pytest_asyncio.fixture(params=["memory", "postgres"])
+@pytest_asyncio.fixture(params=["memory", "postgres", "timescaledb"])
 async def recorder(request: pytest.FixtureRequest) -> AsyncIterator[EventRecorder]:
     if request.param == "memory":
         yield MemoryRecorder()
         return
-    url = request.getfixturevalue("database_url")
+    url = request.getfixturevalue("database_url" if request.param == "postgres" else "timescale_url")
     rec = await PostgresRecorder.connect(url, max_size=20)
     await rec.migrate()
     yield rec

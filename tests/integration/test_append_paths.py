@@ -19,6 +19,12 @@ from event_store.postgres import PostgresRecorder
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
+
+@pytest.fixture
+def database_url(store_url: str) -> str:
+    """Every test here runs on both schemas, native and TimescaleDB (`tests.conftest.store_url`)."""
+    return store_url
+
 T0 = datetime(2026, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 AWKWARD = {"name": "Zoë Ødegård \u2013 ☃", "quote": 'say "hi"\n\ttab\\', "big": 1e300, "tiny": 5e-324,
            "neg0": -0.0, "int": 2**70, "nested": {"list": [1, None, True, {"k": []}]}}

@@ -1,6 +1,8 @@
 """Tamper-evidence and immutability of the PostgreSQL log, checked the way an attacker
 and an auditor would: raw SQL as a superuser that bypasses triggers, then
-`vigil audit verify` as a real command."""
+`vigil audit verify` as a real command. On both schemas (native partitions and
+TimescaleDB hypertables) unless a test is about one of them; TimescaleDB's chunks
+have their own tests in `test_timescaledb`."""
 
 from __future__ import annotations
 
@@ -50,9 +52,9 @@ def _as_superuser_bypassing_triggers(database_url: str, *statements: str) -> Non
             conn.execute(sql)  # type: ignore[arg-type]
 
 
-def test_intact_log_verifies(database_url: str) -> None:
-    _fill(database_url)
-    done = _audit_verify(database_url)
+def test_intact_log_verifies(store_url: str) -> None:
+    _fill(store_url)
+    done = _audit_verify(store_url)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"OK: {EVENTS} events, positions 1-{EVENTS}, head ")
@@ -86,10 +88,10 @@ def test_intact_log_verifies(database_url: str) -> None:
         ("forged hash", ["UPDATE events SET chain_hash = sha256('x') WHERE position = 15"], 15),
     ],
 )
-def test_tampering_is_found_and_named(database_url: str, tampering: str, statements: list[str], first_bad: int) -> None:
-    _fill(database_url)
-    _as_superuser_bypassing_triggers(database_url, *statements)
-    done = _audit_verify(database_url)
+def test_tampering_is_found_and_named(store_url: str, tampering: str, statements: list[str], first_bad: int) -> None:
+    _fill(store_url)
+    _as_superuser_bypassing_triggers(store_url, *statements)
+    done = _audit_verify(store_url)
     assert done.returncode == 1, f"{tampering} not detected: {done.stdout}{done.stderr}"
     assert done.stdout.strip().startswith(f"TAMPERED at position {first_bad}:"), done.stdout
 
@@ -100,33 +102,35 @@ def test_tampering_is_found_and_named(database_url: str, tampering: str, stateme
         "UPDATE events SET payload = '{}' WHERE position = 1",
         "DELETE FROM events WHERE position = 1",
         "TRUNCATE events",
-        "TRUNCATE events_default",
+        "TRUNCATE waveforms",
         "UPDATE event_ids SET position = 99",
         "DELETE FROM log_head",
     ],
 )
-def test_triggers_refuse_changes_even_for_the_owner(database_url: str, sql: str) -> None:
-    _fill(database_url)
-    with psycopg.connect(database_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+def test_triggers_refuse_changes_even_for_the_owner(store_url: str, sql: str) -> None:
+    _fill(store_url)
+    with psycopg.connect(store_url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
         conn.execute(sql)  # type: ignore[arg-type]
 
 
-def test_monthly_partitions_refuse_truncate(database_url: str) -> None:
+def test_native_partitions_refuse_truncate(database_url: str) -> None:
     _fill(database_url)
     with psycopg.connect(database_url) as conn:
         (partition,) = conn.execute(
             "SELECT relid::text FROM pg_partition_tree('events') WHERE isleaf AND relid::text <> 'events_default'"
             " ORDER BY 1 LIMIT 1").fetchone() or ("",)
         assert partition.startswith("events_2")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
-            conn.execute(f"TRUNCATE {partition}")  # type: ignore[arg-type]
+        for table in (partition, "events_default", "waveforms_default"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(f"TRUNCATE {table}")  # type: ignore[arg-type]
+            conn.rollback()
 
 
-def test_the_application_role_can_append_but_never_rewrite(database_url: str) -> None:
-    _fill(database_url)
+def test_the_application_role_can_append_but_never_rewrite(store_url: str) -> None:
+    _fill(store_url)
 
     async def as_app() -> None:
-        rec = await PostgresRecorder.connect(database_url, role="vigil_app")
+        rec = await PostgresRecorder.connect(store_url, role="vigil_app")
         try:
             stream = "patient-app"
             assert await rec.append(stream, [NewEvent(uuid.uuid4(), stream, "VitalsObserved", datetime.now(UTC),
@@ -136,7 +140,7 @@ def test_the_application_role_can_append_but_never_rewrite(database_url: str) ->
             await rec.close()
 
     asyncio.run(as_app())
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(store_url) as conn:
         conn.execute("SET ROLE vigil_app")
         for sql in ("UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="permission denied"):

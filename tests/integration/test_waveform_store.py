@@ -12,6 +12,12 @@ from event_store.waveforms import WaveformChunk, WaveformStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
+
+@pytest.fixture
+def database_url(store_url: str) -> str:
+    """Every test here runs on both schemas, native and TimescaleDB (`tests.conftest.store_url`)."""
+    return store_url
+
 T0 = datetime(2026, 11, 26, 8, 0, 0, tzinfo=UTC)
 
 
