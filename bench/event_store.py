@@ -27,6 +27,7 @@ it); single-event rates are events / wall time. Nothing is asserted; figures onl
 
     .venv/bin/python bench/event_store.py            # ~40 s-2 min
     .venv/bin/python bench/event_store.py --quick    # ~15-30 s
+    .venv/bin/python bench/event_store.py --timescaledb   # the same on TimescaleDB's schema
 """
 
 from __future__ import annotations
@@ -258,8 +259,12 @@ async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
     try:
         version, fsync, sync = [await info.fetchval(f"SHOW {name}") for name in
                                 ("server_version", "fsync", "synchronous_commit")]
+        timescale = await info.fetchval("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
+        schema = (f"TimescaleDB {timescale} ({await info.fetchval('SHOW timescaledb.license')} license) hypertables"
+                  if timescale else "native partitions")
         print(f"cores={os.cpu_count()}  PostgreSQL {version}  fsync={fsync} synchronous_commit={sync}"
               f"  mode={'quick' if quick else 'default'}  load average {os.getloadavg()[0]:.1f} at start")
+        print(f"schema: {schema}")
         print(f"gc young-generation threshold {gc.get_threshold()[0]:,} (vigil.runtime.tune_gc, as in every vigil "
               "process; --python-gc keeps CPython's 700)")
         sample = [vitals("patient-x", "p0001", 0) for _ in range(1000)]
@@ -291,7 +296,6 @@ async def measure(url: str, quick: bool, postmaster: int | None = None) -> None:
         dt, c, server = time.perf_counter() - t, time.process_time() - c, cpu.server() - server
         line("verify (hash chain)", f"{report.events / dt:>10,.0f} events/s  "
              f"(ok={report.ok}, {report.events:,} events in {dt:.1f} s; {cpu.per_event(c, server, report.events)})")
-        timescale = await info.fetchval("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'")
         size = await info.fetchval(
             ("SELECT hypertable_size('events')" if timescale else
              "SELECT (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree('events'))")
@@ -310,6 +314,8 @@ def main() -> None:
     p.add_argument("--database-url", help="use this database instead of a private cluster")
     p.add_argument("--quick", action="store_true", help="~15-30 s run: ~1 s per append figure")
     p.add_argument("--python-gc", action="store_true", help="keep CPython's default gc thresholds")
+    p.add_argument("--timescaledb", action="store_true",
+                   help="the private cluster preloads TimescaleDB, so the log is a hypertable (scripts/install-timescaledb.sh)")
     args = p.parse_args()
     if not args.python_gc:
         tune_gc()
@@ -317,7 +323,7 @@ def main() -> None:
         asyncio.run(measure(args.database_url, args.quick))
         return
     with tempfile.TemporaryDirectory() as tmp:
-        pg = PostgresCluster.start(Path(tmp) / "pg", database="bench", durable=True)
+        pg = PostgresCluster.start(Path(tmp) / "pg", database="bench", durable=True, timescaledb=args.timescaledb)
         try:
             postmaster = int((pg.datadir / "data" / "postmaster.pid").read_text().split()[0])
             asyncio.run(measure(pg.url, args.quick, postmaster))
