@@ -126,7 +126,9 @@ class WorkerConfig:
     """Longest wait of a Kafka fetch for new data (Faust's own is 1.5 s; see
     `streams.kafka_consumer`): it bounds how long a message can sit on the broker."""
     store: str = "memory://"
-    """Faust table store; ``rocksdb://`` keeps tables on local disk in production."""
+    """Faust table store; ``rocksdb://`` keeps tables on local disk in production
+    (``VIGIL_WORKER_STORE``; `streams.states.PatientStates` writes its checkpoints
+    into either)."""
     checkpoint_interval: float = CHECKPOINT_INTERVAL_S
     """Seconds between state checkpoints (a crash replays at most about this much input)."""
     datadir: str | None = None

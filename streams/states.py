@@ -312,8 +312,7 @@ class PatientStates(Generic[S]):
                 if hit is not None:  # else only `covered` messages: the table has the state already
                     partition, state = hit
                     data = self._encode(state)
-                    self._table.data[key.encode()] = data
-                    self._table.send_changelog(partition, key.encode(), data)
+                    self._put(partition, key.encode(), data)
                     written += 1
                     if written % 50 == 0:
                         await asyncio.sleep(0)
@@ -342,9 +341,23 @@ class PatientStates(Generic[S]):
             if resume is None or self._resume_written.get((topic, partition)) == resume:
                 continue
             rkey, value = _resume_key(topic, partition), str(resume).encode()
-            self._table.data[rkey] = value
-            self._table.send_changelog(partition, rkey, value)
+            self._put(partition, rkey, value)
             self._resume_written[topic, partition] = resume
+
+    def _put(self, partition: int, key: bytes, value: bytes) -> None:
+        """Write ``key`` into the table's store and its changelog, in ``partition``.
+
+        Faust's RocksDB store (``rocksdb://``) keeps one database per partition and
+        takes the partition of a write from the event being processed; a checkpoint
+        runs outside any event, so the write goes to that partition's database here
+        (Faust 0.15's store API: `_db_for_partition`, `_key_index`)."""
+        store = self._table.data
+        if hasattr(store, "_db_for_partition"):
+            store._db_for_partition(partition).put(key, value)
+            store._key_index[key] = partition
+        else:
+            store[key] = value
+        self._table.send_changelog(partition, key, value)
 
     def resume_offsets(self, assigned: Collection[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """For each newly assigned ``(topic, partition)`` of this table's topics, the

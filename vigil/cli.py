@@ -210,6 +210,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             datadir=str(datadir),
             beat_model=None if args.beat_model == "off" else args.beat_model,
             checkpoint_interval=float(settings.worker_checkpoint_s),
+            store=f"{settings.worker_store}://",
         ), loglevel=args.loglevel or settings.worker_loglevel)
         return 0
     if args.command == "gateway":

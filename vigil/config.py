@@ -77,6 +77,7 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
 
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+WORKER_STORES = ("memory", "rocksdb")
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -126,6 +127,10 @@ class Settings:
     default warn); ``vigil worker --loglevel`` overrides it."""
     kafka_embedded: bool
     """The broker is the demo's embedded Tansu (``VIGIL_KAFKA_EMBEDDED=1``), which needs gentler client settings."""
+    worker_store: str = "memory"
+    """Where the worker keeps its Faust tables (``VIGIL_WORKER_STORE``): ``memory``, read
+    again from the changelog topics at every start, or ``rocksdb``, on local disk in
+    the worker's state folder, so that a restarted worker reads only what changed since."""
     worker_checkpoint_s: int = round(CHECKPOINT_INTERVAL_S)
     """Seconds between the worker's state checkpoints (``VIGIL_WORKER_CHECKPOINT_S``,
     1-300; default `streams.states.CHECKPOINT_INTERVAL_S`): longer costs less CPU, and a
@@ -155,6 +160,7 @@ class Settings:
             worker_instance=env.get("VIGIL_WORKER_INSTANCE") or None,
             worker_loglevel=_choice(env, "VIGIL_WORKER_LOGLEVEL", LOG_LEVELS, "warn"),
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
+            worker_store=_choice(env, "VIGIL_WORKER_STORE", WORKER_STORES, "memory"),
             worker_checkpoint_s=_int(env, "VIGIL_WORKER_CHECKPOINT_S", round(CHECKPOINT_INTERVAL_S), 1, 300),
         )
 

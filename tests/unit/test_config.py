@@ -117,3 +117,10 @@ def test_the_worker_checkpoint_interval_defaults_to_the_workers_own() -> None:
     for bad in ("0", "301", "ten"):
         with pytest.raises(ConfigError, match="VIGIL_WORKER_CHECKPOINT_S"):
             Settings.from_env({"VIGIL_WORKER_CHECKPOINT_S": bad})
+
+
+def test_the_worker_table_store_is_memory_or_rocksdb() -> None:
+    assert Settings.from_env({}).worker_store == "memory"
+    assert Settings.from_env({"VIGIL_WORKER_STORE": "rocksdb"}).worker_store == "rocksdb"
+    with pytest.raises(ConfigError, match="VIGIL_WORKER_STORE"):
+        Settings.from_env({"VIGIL_WORKER_STORE": "redis"})
