@@ -48,12 +48,13 @@ HR_LIMIT = 130
 
 
 def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, group: str,
-                 state_dir: Path, partitions: int | None = None) -> ManagedProcess:
+                 state_dir: Path, partitions: int | None = None, store: str = "memory") -> ManagedProcess:
     """``vigil worker`` as a child process, configured through ``VIGIL_*`` variables
     (and ``--partitions`` when given: it must match the input topics). Each worker
     gets its own state folder: workers of one group on one machine must not share
-    Faust's data folder."""
+    Faust's data folder. ``store``: ``VIGIL_WORKER_STORE``."""
     env = dict(os.environ) | {
+        "VIGIL_WORKER_STORE": store,
         "VIGIL_KAFKA_URL": f"kafka://{bootstrap}",
         "VIGIL_DATABASE_URL": database_url,
         "VIGIL_TOPIC_PREFIX": prefix,

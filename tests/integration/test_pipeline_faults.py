@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import rocksdict
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
@@ -131,6 +132,65 @@ async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
     assert await dead_letters(apache_kafka, topics) == 0
     print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}, "
           f"committed offsets then {committed_at_kill}", file=sys.stderr)
+
+
+async def test_sigkill_with_tables_on_rocksdb_leaves_exactly_the_undisturbed_events(
+    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """As above with the production table store: each restarted worker finds its tables
+    on local disk (RocksDB, in its state folder, kept across the kills) and reads only
+    the changelog written since."""
+    topics = TopicNames(topic_prefix)
+    await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
+                                       topics.dead_letter: 1})
+    feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
+    workers: list[ManagedProcess] = []
+    group_a, group_b = f"{topic_prefix}-a", f"{topic_prefix}-b"
+    state_b = tmp_path / "state" / group_b
+
+    def worker(db: str, group: str, name: str, store: str) -> ManagedProcess:
+        workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{name}.log", group=group,
+                                    state_dir=tmp_path / "state" / group, store=store))
+        return workers[-1]
+
+    with scratch_database(postgres_server) as undisturbed_db, scratch_database(postgres_server) as killed_db:
+        await migrate(undisturbed_db, killed_db)
+        rng = random.Random(2016)
+        at_kill: list[tuple[int, int]] = []
+        tables_at_kill: list[int] = []
+        try:
+            feed.start()
+            single = worker(undisturbed_db, group_a, "a", "memory")
+            victim = worker(killed_db, group_b, "b0", "rocksdb")
+            for k in range(1, 4):
+                last = sum(at_kill[-1]) if at_kill else 0
+                await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
+                await asyncio.sleep(rng.uniform(0.5, 1.6) * CHECKPOINT_INTERVAL_S)
+                victim.kill()
+                at_kill.append(progress(killed_db))
+                tables_at_kill.append(len(list(state_b.glob("worker/*/v*/tables/*.db"))))
+                victim = worker(killed_db, group_b, f"b{k}", "rocksdb")
+            total = await finish(feed, apache_kafka, [(group_a, single), (group_b, victim)])
+        finally:
+            await feed.stop()
+            await stop_all(workers)
+        assert len(at_kill) == 3 and all(v + w < 2 * total for v, w in at_kill), at_kill
+        # The tables were on disk at every kill: one RocksDB database per table and
+        # partition (2 tables x 4 partitions), not in memory.
+        assert all(n >= 2 * PARTITIONS for n in tables_at_kill), (tables_at_kill, sorted(state_b.rglob("*.db")))
+        # Each database knows how far into the changelog it is (Faust's persisted
+        # offset): a restarted worker reads the changelog from there, not from its start.
+        for path in state_b.glob("worker/*/v*/tables/*.db"):
+            db = rocksdict.Rdict(str(path), access_type=rocksdict.AccessType.read_only(),
+                                 options=rocksdict.Options(raw_mode=True))
+            try:
+                assert int(db.get(b"__faust\x00offset__") or -1) > 0, path
+            finally:
+                db.close()
+        events, waves = check_same(undisturbed_db, killed_db, total)
+    assert await dead_letters(apache_kafka, topics) == 0
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; rocksdb worker killed at {at_kill}",
+          file=sys.stderr)
 
 
 async def test_losing_one_of_three_brokers_loses_nothing(
