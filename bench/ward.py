@@ -431,7 +431,11 @@ def main() -> None:
                         "(live: the publisher then costs about 0.3 s more CPU per second at 1,000 beds)")
     p.add_argument("--static", action="store_true",
                    help="give the worker a static group membership id (VIGIL_WORKER_INSTANCE), kept on restart")
+    p.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
+                   help="the worker's table store (VIGIL_WORKER_STORE); with --crash-at, rocksdb lets the restarted "
+                        "worker find its tables on disk")
     args = p.parse_args()
+    os.environ["VIGIL_WORKER_STORE"] = args.store  # the worker's environment starts from this one
     if args.backlog is not None and (args.crash_at is not None or args.profile or args.static or args.backlog < 1):
         p.error("--backlog takes a positive number of seconds and goes with none of --crash-at, --profile, --static")
     if args.crash_at is not None and not 0 <= args.crash_at < args.seconds:
@@ -448,7 +452,7 @@ def main() -> None:
             run = (f"capacity through a backlog of {args.backlog} s" if args.backlog else
                    f"{args.seconds} s measured after {args.warmup} s warm-up")
             print(f"ward benchmark: {run}; {os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker "
-                  f"on this machine; beat classifier {args.beat_model}")
+                  f"on this machine; beat classifier {args.beat_model}; table store {args.store}")
             for n in sizes:
                 if args.backlog:
                     run_on_host(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
