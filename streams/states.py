@@ -57,6 +57,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Generic, TypeVar
 
+from faust.stores.rocksdb import Store as RocksDBStore
+
 __all__ = ["PatientStates", "CHECKPOINT_INTERVAL_S"]
 
 CHECKPOINT_INTERVAL_S = 10.0
@@ -352,7 +354,7 @@ class PatientStates(Generic[S]):
         runs outside any event, so the write goes to that partition's database here
         (Faust 0.15's store API: `_db_for_partition`, `_key_index`)."""
         store = self._table.data
-        if hasattr(store, "_db_for_partition"):
+        if isinstance(store, RocksDBStore):
             store._db_for_partition(partition).put(key, value)
             store._key_index[key] = partition
         else:
