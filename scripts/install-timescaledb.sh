@@ -58,9 +58,9 @@ case "$major" in
   *) say "TimescaleDB $VERSION supports PostgreSQL 14-17, not $major ($bindir)"; exit 1 ;;
 esac
 
-pg_config="$bindir/pg_config"
-[ -x "$pg_config" ] || pg_config=/usr/bin/pg_config
-if [ -x "$pg_config" ] && [ -f "$("$pg_config" --sharedir)/extension/timescaledb--${VERSION}.sql" ] \
+pg_config="$bindir/pg_config"  # Debian's postgresql-client-<major>, which the server needs
+[ -x "$pg_config" ] || { say "no pg_config in $bindir"; exit 1; }
+if [ -f "$("$pg_config" --sharedir)/extension/timescaledb--${VERSION}.sql" ] \
    && [ -f "$("$pg_config" --pkglibdir)/timescaledb-${VERSION}.so" ]; then
   exit 0
 fi
@@ -74,8 +74,6 @@ if [ ! -f "/usr/include/postgresql/$major/server/postgres.h" ] || ! command -v c
   apt-get update -qq
   apt_install "postgresql-server-dev-$major" cmake gcc libc6-dev make curl xz-utils
 fi
-pg_config="$bindir/pg_config"
-[ -x "$pg_config" ] || pg_config=/usr/bin/pg_config
 
 mkdir -p "$CACHE"
 work="$CACHE/timescaledb-$VERSION-pg$major"

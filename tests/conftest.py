@@ -107,36 +107,32 @@ def pg_home() -> Iterator[Path]:
         yield path
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """Admin URL (database ``postgres``) of a real PostgreSQL server."""
-    external = os.environ.get("VIGIL_DATABASE_URL")
-    if external:
-        yield external
+def _server(external: str, *, timescaledb: bool) -> Iterator[str]:
+    """Admin URL (database ``postgres``): the server the variable ``external`` names,
+    else a private cluster for the session."""
+    url = os.environ.get(external)
+    if url:
+        yield url
         return
     with cluster_home() as home:
         try:
-            cluster = PostgresCluster.start(home / "pg", database="postgres", durable=False)
+            cluster = PostgresCluster.start(home / "pg", database="postgres", durable=False, timescaledb=timescaledb)
         except ServiceError as e:
-            pytest.fail(f"PostgreSQL did not start: {e}")
+            pytest.fail(f"PostgreSQL{' with TimescaleDB' if timescaledb else ''} did not start: {e}")
         yield cluster.url
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """Admin URL (database ``postgres``) of a real PostgreSQL server."""
+    yield from _server("VIGIL_DATABASE_URL", timescaledb=False)
 
 
 @pytest.fixture(scope="session")
 def timescale_server() -> Iterator[str]:
     """Admin URL of a real PostgreSQL server that preloads TimescaleDB."""
-    external = os.environ.get("VIGIL_TIMESCALEDB_URL")
-    if external:
-        yield external
-        return
-    with cluster_home() as home:
-        try:
-            cluster = PostgresCluster.start(home / "pg", database="postgres", durable=False, timescaledb=True)
-        except ServiceError as e:
-            pytest.fail(f"PostgreSQL with TimescaleDB did not start: {e}")
-        yield cluster.url
-        cluster.stop()
+    yield from _server("VIGIL_TIMESCALEDB_URL", timescaledb=True)
 
 
 @contextlib.contextmanager

@@ -15,8 +15,10 @@ import asyncio
 import json
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import rocksdict
@@ -81,57 +83,90 @@ def check_same(undisturbed_url: str, disturbed_url: str, total: int) -> tuple[in
     return len(undisturbed.events), len(undisturbed.waveforms)
 
 
-async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
-    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
-) -> None:
-    topics = TopicNames(topic_prefix)
-    await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
-                                       topics.dead_letter: 1})
-    feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
-    workers: list[ManagedProcess] = []
+@dataclass
+class KilledRun:
+    """What `killed_run` saw: the store's progress (VitalsObserved, waveform rows) at
+    each kill, what ``observe`` returned then, the VitalsObserved expected in all,
+    and the undisturbed store's event and waveform counts."""
 
-    def worker(db: str, group: str, name: str) -> ManagedProcess:
-        workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{name}.log", group=group,
-                                    state_dir=tmp_path / "state" / group))
+    at_kill: list[tuple[int, int]]
+    observed: list[Any]
+    total: int
+    events: int
+    waves: int
+
+
+async def killed_run(kafka: str, server: str, prefix: str, work: Path, *, kills: int, seed: int,
+                     linger: tuple[float, float], store: str,
+                     observe: Callable[[], Awaitable[Any]]) -> KilledRun:
+    """Stream a ward to an undisturbed worker (group ``<prefix>-a``, memory store) and to
+    one on ``store`` (group ``<prefix>-b``, state in ``work/state/<group>``) that is
+    SIGKILLed ``kills`` times and restarted at once; check that both stores end the same,
+    with no dead letter.
+
+    Each kill comes once the incarnation has stored a random 1 to 5 ward seconds' worth
+    more, and then lived a random ``linger`` (in checkpoint intervals) longer; the ward
+    is still streaming, so every kill falls mid-run. ``observe`` runs right after each
+    kill."""
+    topics = TopicNames(prefix)
+    await create_topics(kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
+                                topics.dead_letter: 1})
+    feed = WardFeed(kafka, topics, PATIENTS, pace=3.0)
+    workers: list[ManagedProcess] = []
+    group_a, group_b = f"{prefix}-a", f"{prefix}-b"
+
+    def worker(db: str, group: str, name: str, store: str) -> ManagedProcess:
+        workers.append(start_worker(kafka, db, prefix, work / f"{name}.log", group=group,
+                                    state_dir=work / "state" / group, store=store))
         return workers[-1]
 
-    with scratch_database(postgres_server) as undisturbed_db, scratch_database(postgres_server) as killed_db:
+    with scratch_database(server) as undisturbed_db, scratch_database(server) as killed_db:
         await migrate(undisturbed_db, killed_db)
-        rng = random.Random(2015)
+        rng = random.Random(seed)
         at_kill: list[tuple[int, int]] = []
-        committed_at_kill: list[int] = []
+        observed: list[Any] = []
         try:
             feed.start()
-            single = worker(undisturbed_db, f"{topic_prefix}-a", "a")  # run A, undisturbed
-            victim = worker(killed_db, f"{topic_prefix}-b", "b0")  # run B, killed five times
-            for k in range(1, 6):
-                # Kill once this incarnation has stored a random 1 to 5 ward seconds' worth
-                # more, and then lived a random 0 to 1.6 checkpoint intervals longer (so
-                # that some kills fall before its first full checkpoint round and some
-                # after: with the seed, 0.12, 1.57, 1.19, 0.14 and 0.82 intervals); the
-                # ward is still streaming, so every kill falls mid-run.
+            single = worker(undisturbed_db, group_a, "a", "memory")
+            victim = worker(killed_db, group_b, "b0", store)
+            for k in range(1, kills + 1):
                 last = sum(at_kill[-1]) if at_kill else 0
                 await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
-                await asyncio.sleep(rng.uniform(0.0, 1.6 * CHECKPOINT_INTERVAL_S))
+                await asyncio.sleep(rng.uniform(*linger) * CHECKPOINT_INTERVAL_S)
                 victim.kill()
-                offsets = await committed_offsets(apache_kafka, f"{topic_prefix}-b")
-                committed_at_kill.append(sum(max(o, 0) for o in offsets.values()))
+                observed.append(await observe())
                 at_kill.append(progress(killed_db))
-                victim = worker(killed_db, f"{topic_prefix}-b", f"b{k}")
-            total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", victim)])
+                victim = worker(killed_db, group_b, f"b{k}", store)
+            total = await finish(feed, kafka, [(group_a, single), (group_b, victim)])
         finally:
             await feed.stop()
             await stop_all(workers)
-        # Every kill fell mid-run, after progress of its own.
-        assert len(at_kill) == 5 and all(v + w < 2 * total for v, w in at_kill), at_kill
-        assert [sum(p) for p in at_kill] == sorted({sum(p) for p in at_kill}), at_kill
-        # Some incarnation got as far as acknowledging a checkpoint round: a later one
-        # resumed from checkpoints, not only from the start of the partitions.
-        assert any(committed_at_kill), committed_at_kill
         events, waves = check_same(undisturbed_db, killed_db, total)
-    assert await dead_letters(apache_kafka, topics) == 0
-    print(f"{feed.sent} messages, {events} events, {waves} waveforms; killed at {at_kill}, "
-          f"committed offsets then {committed_at_kill}", file=sys.stderr)
+    assert await dead_letters(kafka, topics) == 0
+    print(f"{feed.sent} messages, {events} events, {waves} waveforms; {store} worker killed at {at_kill}, "
+          f"observed then {observed}", file=sys.stderr)
+    return KilledRun(at_kill, observed, total, events, waves)
+
+
+async def test_sigkill_five_times_leaves_exactly_the_undisturbed_events(
+    apache_kafka: str, postgres_server: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    async def committed() -> int:  # input offsets the killed worker's group had committed
+        offsets = await committed_offsets(apache_kafka, f"{topic_prefix}-b")
+        return sum(max(o, 0) for o in offsets.values())
+
+    # Lingering 0 to 1.6 checkpoint intervals, some kills fall before the incarnation's
+    # first full checkpoint round and some after (with the seed: 0.12, 1.57, 1.19, 0.14
+    # and 0.82 intervals).
+    run = await killed_run(apache_kafka, postgres_server, topic_prefix, tmp_path, kills=5, seed=2015,
+                           linger=(0.0, 1.6), store="memory", observe=committed)
+    at_kill, total = run.at_kill, run.total
+    # Every kill fell mid-run, after progress of its own.
+    assert len(at_kill) == 5 and all(v + w < 2 * total for v, w in at_kill), at_kill
+    assert [sum(p) for p in at_kill] == sorted({sum(p) for p in at_kill}), at_kill
+    # Some incarnation got as far as acknowledging a checkpoint round: a later one
+    # resumed from checkpoints, not only from the start of the partitions.
+    assert any(run.observed), run.observed
 
 
 async def test_sigkill_with_tables_on_rocksdb_leaves_exactly_the_undisturbed_events(
@@ -140,57 +175,27 @@ async def test_sigkill_with_tables_on_rocksdb_leaves_exactly_the_undisturbed_eve
     """As above with the production table store: each restarted worker finds its tables
     on local disk (RocksDB, in its state folder, kept across the kills) and reads only
     the changelog written since."""
-    topics = TopicNames(topic_prefix)
-    await create_topics(apache_kafka, {topics.vitals: PARTITIONS, topics.ecg: PARTITIONS, topics.fhir: PARTITIONS,
-                                       topics.dead_letter: 1})
-    feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
-    workers: list[ManagedProcess] = []
-    group_a, group_b = f"{topic_prefix}-a", f"{topic_prefix}-b"
-    state_b = tmp_path / "state" / group_b
+    state_b = tmp_path / "state" / f"{topic_prefix}-b"
 
-    def worker(db: str, group: str, name: str, store: str) -> ManagedProcess:
-        workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{name}.log", group=group,
-                                    state_dir=tmp_path / "state" / group, store=store))
-        return workers[-1]
+    async def tables() -> int:  # RocksDB databases in the killed worker's state folder
+        return len(list(state_b.glob("worker/*/v*/tables/*.db")))
 
-    with scratch_database(postgres_server) as undisturbed_db, scratch_database(postgres_server) as killed_db:
-        await migrate(undisturbed_db, killed_db)
-        rng = random.Random(2016)
-        at_kill: list[tuple[int, int]] = []
-        tables_at_kill: list[int] = []
+    run = await killed_run(apache_kafka, postgres_server, topic_prefix, tmp_path, kills=3, seed=2016,
+                           linger=(0.5, 1.6), store="rocksdb", observe=tables)
+    at_kill, total = run.at_kill, run.total
+    assert len(at_kill) == 3 and all(v + w < 2 * total for v, w in at_kill), at_kill
+    # The tables were on disk at every kill: one RocksDB database per table and
+    # partition (2 tables x 4 partitions), not in memory.
+    assert all(n >= 2 * PARTITIONS for n in run.observed), (run.observed, sorted(state_b.rglob("*.db")))
+    # Each database knows how far into the changelog it is (Faust's persisted
+    # offset): a restarted worker reads the changelog from there, not from its start.
+    for path in state_b.glob("worker/*/v*/tables/*.db"):
+        db = rocksdict.Rdict(str(path), access_type=rocksdict.AccessType.read_only(),
+                             options=rocksdict.Options(raw_mode=True))
         try:
-            feed.start()
-            single = worker(undisturbed_db, group_a, "a", "memory")
-            victim = worker(killed_db, group_b, "b0", "rocksdb")
-            for k in range(1, 4):
-                last = sum(at_kill[-1]) if at_kill else 0
-                await wait_for(killed_db, rows_reach(last + rng.randrange(2 * PATIENTS, 10 * PATIENTS)), 120, victim)
-                await asyncio.sleep(rng.uniform(0.5, 1.6) * CHECKPOINT_INTERVAL_S)
-                victim.kill()
-                at_kill.append(progress(killed_db))
-                tables_at_kill.append(len(list(state_b.glob("worker/*/v*/tables/*.db"))))
-                victim = worker(killed_db, group_b, f"b{k}", "rocksdb")
-            total = await finish(feed, apache_kafka, [(group_a, single), (group_b, victim)])
+            assert int(db.get(b"__faust\x00offset__") or -1) > 0, path
         finally:
-            await feed.stop()
-            await stop_all(workers)
-        assert len(at_kill) == 3 and all(v + w < 2 * total for v, w in at_kill), at_kill
-        # The tables were on disk at every kill: one RocksDB database per table and
-        # partition (2 tables x 4 partitions), not in memory.
-        assert all(n >= 2 * PARTITIONS for n in tables_at_kill), (tables_at_kill, sorted(state_b.rglob("*.db")))
-        # Each database knows how far into the changelog it is (Faust's persisted
-        # offset): a restarted worker reads the changelog from there, not from its start.
-        for path in state_b.glob("worker/*/v*/tables/*.db"):
-            db = rocksdict.Rdict(str(path), access_type=rocksdict.AccessType.read_only(),
-                                 options=rocksdict.Options(raw_mode=True))
-            try:
-                assert int(db.get(b"__faust\x00offset__") or -1) > 0, path
-            finally:
-                db.close()
-        events, waves = check_same(undisturbed_db, killed_db, total)
-    assert await dead_letters(apache_kafka, topics) == 0
-    print(f"{feed.sent} messages, {events} events, {waves} waveforms; rocksdb worker killed at {at_kill}",
-          file=sys.stderr)
+            db.close()
 
 
 async def test_losing_one_of_three_brokers_loses_nothing(
