@@ -269,6 +269,7 @@ class ArrhythmiaDetector:
         self._tech_still = {(name, present): Observation(name, present) for name in _TECH.values()
                             for present in (None, False, True)}
         self._vf_no_news = Observation("ventricular_fibrillation", None)
+        self._vf_absent = Observation("ventricular_fibrillation", False)
 
     def feed(self, state: ArrhythmiaState, samples: npt.ArrayLike, beats: Sequence[BeatLike],
              windows: Sequence[WindowLike], labels: Mapping[int, str] | None = None
@@ -455,5 +456,7 @@ class ArrhythmiaDetector:
             return self._vf_no_news
         hits = [w for w in assessed if w.fibrillatory]
         w = hits[-1] if hits else assessed[-1]
+        if w.screened:  # ruled out in the time domain: no spectrum to quote
+            return self._vf_absent
         return Observation("ventricular_fibrillation", bool(hits), round(w.concentration, 2), s.min_concentration,
                            "", f"of ECG power at {w.dominant_hz:g} Hz")

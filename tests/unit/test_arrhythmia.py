@@ -439,6 +439,44 @@ def test_vf_kernels_on_mitdb_207_flutter_and_its_neighbourhood() -> None:
         assert vf_window(w, 360, start=start) == _vf_window_numpy(w, 360, start=start)
 
 
+def _screen_agrees(x: FloatArray, fs: float, start: int) -> bool:
+    """Whether the screened window decides as the full one; True if it was screened."""
+    full, quick = vf_window(x, fs, start=start), vf_window(x, fs, start=start, screen=True)
+    assert quick.fibrillatory == full.fibrillatory and quick.assessed == full.assessed
+    if not quick.screened:
+        assert quick == full
+        return False
+    s = VfSettings()
+    assert quick.amplitude_mv == full.amplitude_mv and quick.dominant_hz == quick.concentration == 0.0
+    if full.concentration > 0:  # (a window with no power in the band reports no occupancy)
+        assert (quick.occupancy, quick.part_occupancy) == (full.occupancy, full.part_occupancy)
+    assert (quick.occupancy < s.min_occupancy or quick.part_occupancy < s.min_part_occupancy
+            or quick.amplitude_mv < s.min_amplitude_mv)
+    return True
+
+
+@pytest.mark.parametrize("jit", [True, False], ids=["jit", "python"])
+def test_screened_windows_decide_as_the_full_assessment(jit: bool) -> None:
+    screened = [_screen_agrees(x, fs, i) for i, (x, fs) in enumerate(_vf_windows_to_check())]
+    assert 0 < sum(screened) < len(screened)  # both paths taken
+
+
+def test_screened_windows_on_mitdb_207_decide_as_the_full_assessment() -> None:
+    x, _ = record("207")
+    screened = [_screen_agrees(x[start:start + 4 * 360], 360, start) for start in range(0, 600 * 360, 7 * 360)]
+    assert 0 < sum(screened) < len(screened)
+
+
+def test_sinus_rhythm_reports_vf_absent_without_a_spectrum() -> None:
+    fs = 250
+    x, beats = synthetic_ecg(fs, 12, seed=2)
+    windows = VfDetector(fs).feed(VfState(), x)[1]
+    assert windows and all(w.screened and not w.fibrillatory for w in windows)
+    _, reports = run_chain(fs, 12, [int(b) for b in beats], signal=x)
+    vf = [r["ventricular_fibrillation"] for r in reports if r["ventricular_fibrillation"].present is not None]
+    assert vf and all(o.present is False and o.value is None and o.detail == "" for o in vf)
+
+
 @pytest.mark.parametrize("jit", [True, False], ids=["jit", "python"])
 def test_activity_kernel_gives_the_numpy_formulation(jit: bool) -> None:
     x, _ = synthetic_ecg(250, 12, seed=4)
