@@ -46,6 +46,14 @@ one started at once; lag is then sampled every second, and a further line gives 
 seconds until it stayed within 1 s of input, and the latency of the alarms that
 occurred from 1 s before the kill until then.
 
+With ``--workers K`` (real-time runs only) K worker processes share the input
+partitions as one consumer group, each with its own state folder, and the measure
+starts once the group is stable with all K; CPU is printed per worker. On this 2-core
+host (2026-11-27, 60 s runs) two workers kept up with 500, 700 (twice) and 850 beds,
+alarm p99 0.21, 0.45 / 1.81 and 2.75 s, the machine 77-97 % busy, but not with
+1,000; one worker did not keep up with 700 in the run between (lag median 5.9 s).
+The two cores are then the limit, not one worker's event loop.
+
 With ``--backlog S`` it measures capacity instead: S seconds of the ward are
 published at once, then the worker is started, and the line gives how fast it
 works through them, in patient-seconds of input per second (after its first result,
@@ -56,6 +64,7 @@ about 10 % less, not alternated with these).
 
     .venv/bin/python bench/ward.py --patients 100,250,500,1000 --seconds 60
     .venv/bin/python bench/ward.py --patients 1000 --backlog 60
+    .venv/bin/python bench/ward.py --patients 500,850 --workers 2
 """
 
 from __future__ import annotations
@@ -127,6 +136,28 @@ def pct(values: list[float]) -> str:
         return f"n={len(values)}"
     q = statistics.quantiles(values, n=100, method="inclusive")
     return f"p50 {q[49]:7.0f}  p99 {q[98]:7.0f}  max {max(values):7.0f} ms (n={len(values)})"
+
+
+async def wait_group(bootstrap: str, group: str, members: int, timeout: float = 120.0) -> None:
+    """Wait until the consumer group is stable with ``members`` members, as its
+    coordinator reports it (DescribeGroups)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        t0 = time.monotonic()
+        while True:
+            (response,) = await admin.describe_consumer_groups([group])
+            (described,) = response.to_object()["groups"]
+            if described["state"] == "Stable" and len(described["members"]) == members:
+                return
+            if time.monotonic() - t0 > timeout:
+                raise RuntimeError(f"group {group} not stable with {members} members within {timeout:.0f} s: "
+                                   f"{described['state']}, {len(described['members'])} members")
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 async def wait_ready(producer: AIOKafkaProducer, topics: TopicNames, stored_total: StoredCount,
@@ -276,9 +307,12 @@ async def run_backlog(bootstrap: str, server_url: str, patients: int, backlog: i
 
 async def run_one(bootstrap: str, server_url: str, services: dict[str, int], patients: int, seconds: int,
                   warmup: int, work: Path, profile: Path | None = None, beat_model: str = "fp32",
-                  crash_at: int | None = None, static: bool = False, render_ahead: bool = True) -> None:
+                  crash_at: int | None = None, static: bool = False, render_ahead: bool = True,
+                  workers: int = 1) -> None:
     """One real-time run; ``services`` are the pids of the broker and the database,
-    whose CPU is printed beside the worker's."""
+    whose CPU is printed beside the workers'. With ``workers`` > 1, that many worker
+    processes share the input partitions as one group; the measure starts once the
+    group is stable with all of them (not with --crash-at, which kills the first)."""
     url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "")
     prefix = topics.prefix
     if static:
@@ -294,13 +328,21 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=1_048_576)
     await producer.start()
     command = worker_command(beat_model)
+    began_ready = time.monotonic()
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
     worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
+    # Each further worker keeps its own state folder, as separate hosts would.
+    others = [ManagedProcess.start(f"worker{i}", command, work / f"{prefix}-w{i}.log",
+                                   env=env | {"VIGIL_STATE_DIR": str(work / f"state-w{i}")})
+              for i in range(1, workers)]
     # The ward starts once the worker works: its start-up (process, group join) is not
     # a backlog for the measured part to drain (--crash-at measures that case).
     stored_total = StoredCount(url)
     ready_s = await wait_ready(producer, topics, stored_total)
+    if others:
+        await wait_group(bootstrap, env["VIGIL_WORKER_GROUP"], workers)
+        ready_s = time.monotonic() - began_ready
     start_us = time.time_ns() // 1000
     began = time.monotonic()
     published = 1  # the probe
@@ -308,6 +350,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     machine_cpu = MachineCpu(services)
     busy0 = None
     cpu0 = np.zeros(2)  # worker_cpu when the measure starts
+    others_cpu0: list[npt.NDArray[np.float64]] = []
     cpu_killed = np.zeros(2)  # what the worker killed by --crash-at used of the measure
     crash_t = None if crash_at is None else warmup + crash_at
     after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
@@ -335,6 +378,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             await producer.flush()
             if t == warmup:
                 cpu0, busy0, t_measure = worker_cpu(worker.pid), machine_busy(), time.monotonic()
+                others_cpu0 = [worker_cpu(w.pid) for w in others]
                 machine_cpu.start()
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
@@ -349,6 +393,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
         cpu, main = (float(v) for v in cpu_killed + worker_cpu(worker.pid) - cpu0)
+        others_cpu = [worker_cpu(w.pid) - c for w, c in zip(others, others_cpu0, strict=True)]
         busy1 = machine_busy()
         parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
@@ -363,8 +408,9 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         stored_total.close()
         await producer.stop()
         log_tail = worker.log_tail()
-        worker.stop()
-        gc_line = summed_reports(worker.log_path.read_text(errors="replace")) or \
+        for w in [worker, *others]:
+            w.stop()
+        gc_line = summed_reports("".join(w.log_path.read_text(errors="replace") for w in [worker, *others])) or \
             "no report in the worker log (it reports every 30 s, at log level info)"
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -376,11 +422,15 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     after_crash.sort()
     tail = lags[len(lags) * 2 // 3:] or [0.0]
     keeps = max(tail) <= 3.0 and tail[-1] <= max(tail[0], 1.0) + 0.5
-    print(f"N={patients:5d}  worker ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  "
+    total = cpu + sum(float(c[0]) for c in others_cpu)
+    who = f"{workers} workers" if others else "worker"
+    print(f"N={patients:5d}  {who} ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  "
           f"lag median {statistics.median(lags or [0]):5.1f} s "
-          f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  worker CPU {cpu / elapsed:4.2f} s/s "
-          f"({1000 * cpu / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
-    print(f"         CPU s/s     : worker {cpu / elapsed:4.2f} (main thread {main / elapsed:4.2f}), {parts}")
+          f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  {who} CPU {total / elapsed:4.2f} s/s "
+          f"({1000 * total / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
+    each = [(cpu, main)] + [(float(c[0]), float(c[1])) for c in others_cpu]
+    print("         CPU s/s     : " + ", ".join(f"worker{i or ''} {c / elapsed:4.2f} (main thread {m / elapsed:4.2f})"
+                                               for i, (c, m) in enumerate(each)) + f", {parts}")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")
@@ -429,6 +479,8 @@ def main() -> None:
     p.add_argument("--render", choices=("ahead", "live"), default="ahead",
                    help="synthesise the devices' ECG and vitals before the run (ahead, default) or while sending "
                         "(live: the publisher then costs about 0.3 s more CPU per second at 1,000 beds)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes in the group (default 1); real-time runs without --crash-at or --profile")
     p.add_argument("--static", action="store_true",
                    help="give the worker a static group membership id (VIGIL_WORKER_INSTANCE), kept on restart")
     p.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
@@ -438,6 +490,10 @@ def main() -> None:
     os.environ["VIGIL_WORKER_STORE"] = args.store  # the worker's environment starts from this one
     if args.backlog is not None and (args.crash_at is not None or args.profile or args.static or args.backlog < 1):
         p.error("--backlog takes a positive number of seconds and goes with none of --crash-at, --profile, --static")
+    if args.workers < 1 or (args.workers > 1 and (args.backlog is not None or args.crash_at is not None
+                                                  or args.profile or args.static)):
+        p.error("--workers takes a positive number, and more than 1 goes with none of --backlog, --crash-at, "
+                "--profile, --static")
     if args.crash_at is not None and not 0 <= args.crash_at < args.seconds:
         p.error("--crash-at must fall within the measured seconds")
     sizes = [int(n) for n in args.patients.split(",")]
@@ -451,15 +507,15 @@ def main() -> None:
         try:
             run = (f"capacity through a backlog of {args.backlog} s" if args.backlog else
                    f"{args.seconds} s measured after {args.warmup} s warm-up")
-            print(f"ward benchmark: {run}; {os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and 1 worker "
-                  f"on this machine; beat classifier {args.beat_model}; table store {args.store}")
+            print(f"ward benchmark: {run}; {os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and "
+                  f"{args.workers} worker{'s' if args.workers > 1 else ''} on this machine; beat classifier {args.beat_model}; table store {args.store}")
             for n in sizes:
                 if args.backlog:
                     run_on_host(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
                     continue
                 run_on_host(run_one(kafka.bootstrap, pg.url, services, n, args.seconds, args.warmup, work,
                                     args.profile, args.beat_model, args.crash_at, args.static,
-                                    args.render == "ahead"))
+                                    args.render == "ahead", args.workers))
         finally:
             kafka.stop()
             pg.stop()
