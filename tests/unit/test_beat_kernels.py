@@ -35,6 +35,29 @@ def test_medians_are_numpys(n: int) -> None:
         np.testing.assert_array_equal(k.column_medians(rows), np.median(rows, axis=0))
 
 
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+def test_the_merge_network_sorts_every_input(n: int) -> None:
+    # The 0-1 principle: a comparator network that sorts every input of zeros and ones sorts every input.
+    pairs = k.merge_network(n)
+    assert all(i < j for i, j in pairs)
+    inputs = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+    for i, j in pairs:
+        lo, hi = np.minimum(inputs[:, i], inputs[:, j]), np.maximum(inputs[:, i], inputs[:, j])
+        inputs[:, i], inputs[:, j] = lo, hi
+    assert (np.diff(inputs, axis=1) >= 0).all()
+    assert len(k.merge_network(16)) == 63
+    with pytest.raises(ValueError):
+        k.merge_network(12)
+
+
+def test_full_template_medians_are_numpys_with_ties_and_wide_ranges() -> None:
+    rng = np.random.default_rng(16)
+    for _ in range(300):
+        rows = rng.normal(size=(16, 141)) * 10.0 ** rng.uniform(-6, 6, (16, 141))
+        rows[rng.random((16, 141)) < 0.2] = 0.0  # ties
+        np.testing.assert_array_equal(k.column_medians(rows), np.median(rows, axis=0))
+
+
 @pytest.mark.parametrize("n", [1, 2, 5, 16, 141])
 def test_a_median_with_nan_is_the_sorted_middle_as_before(n: int) -> None:
     # Selection cannot order NaN; the kernel then takes the middle of numpy's sort
