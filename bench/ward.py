@@ -51,8 +51,9 @@ partitions as one consumer group, each with its own state folder, and the measur
 starts once the group is stable with all K; CPU is printed per worker. On this 2-core
 host (2026-11-27, 60 s runs) two workers kept up with 500, 700 (twice) and 850 beds,
 alarm p99 0.21, 0.45 / 1.81 and 2.75 s, the machine 77-97 % busy, but not with
-1,000; one worker did not keep up with 700 in the run between (lag median 5.9 s).
-The two cores are then the limit, not one worker's event loop.
+1,000; one worker kept up with 700 in 3 of 7 runs that evening (lag median 0.4-5.9
+s, machine 68-78 % busy). The two cores are then the limit, not one worker's event
+loop.
 
 With ``--backlog S`` it measures capacity instead: S seconds of the ward are
 published at once, then the worker is started, and the line gives how fast it
@@ -507,8 +508,9 @@ def main() -> None:
         try:
             run = (f"capacity through a backlog of {args.backlog} s" if args.backlog else
                    f"{args.seconds} s measured after {args.warmup} s warm-up")
-            print(f"ward benchmark: {run}; {os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and "
-                  f"{args.workers} worker{'s' if args.workers > 1 else ''} on this machine; beat classifier {args.beat_model}; table store {args.store}")
+            workers = f"{args.workers} worker{'s' if args.workers > 1 else ''}"
+            print(f"ward benchmark: {run}; {os.cpu_count()} cores; Kafka 1 node, PostgreSQL, publisher and {workers} "
+                  f"on this machine; beat classifier {args.beat_model}; table store {args.store}")
             for n in sizes:
                 if args.backlog:
                     run_on_host(run_backlog(kafka.bootstrap, pg.url, n, args.backlog, work, args.beat_model))
