@@ -332,16 +332,15 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     began_ready = time.monotonic()
     if profile is not None:
         command[1:1] = ["-m", "cProfile", "-o", str(profile / f"worker-{patients}.prof")]
-    worker = ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)
     # Each further worker keeps its own state folder, as separate hosts would.
-    others = [ManagedProcess.start(f"worker{i}", command, work / f"{prefix}-w{i}.log",
-                                   env=env | {"VIGIL_STATE_DIR": str(work / f"state-w{i}")})
-              for i in range(1, workers)]
+    procs = [ManagedProcess.start("worker", command, work / f"{prefix}.log", env=env)] + [
+        ManagedProcess.start(f"worker{i}", command, work / f"{prefix}-w{i}.log",
+                             env=env | {"VIGIL_STATE_DIR": str(work / f"state-w{i}")}) for i in range(1, workers)]
     # The ward starts once the worker works: its start-up (process, group join) is not
     # a backlog for the measured part to drain (--crash-at measures that case).
     stored_total = StoredCount(url)
     ready_s = await wait_ready(producer, topics, stored_total)
-    if others:
+    if workers > 1:
         await wait_group(bootstrap, env["VIGIL_WORKER_GROUP"], workers)
         ready_s = time.monotonic() - began_ready
     start_us = time.time_ns() // 1000
@@ -350,8 +349,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     lags_at: dict[int, float] = {}  # second -> lag in seconds of input
     machine_cpu = MachineCpu(services)
     busy0 = None
-    cpu0 = np.zeros(2)  # worker_cpu when the measure starts
-    others_cpu0: list[npt.NDArray[np.float64]] = []
+    cpu0 = [np.zeros(2) for _ in procs]  # each worker's worker_cpu when the measure starts
     cpu_killed = np.zeros(2)  # what the worker killed by --crash-at used of the measure
     crash_t = None if crash_at is None else warmup + crash_at
     after_crash: list[tuple[int, float]] = []  # (seconds since the crash, lag in seconds of input)
@@ -378,23 +376,22 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
                                           began=began)
             await producer.flush()
             if t == warmup:
-                cpu0, busy0, t_measure = worker_cpu(worker.pid), machine_busy(), time.monotonic()
-                others_cpu0 = [worker_cpu(w.pid) for w in others]
+                cpu0, busy0, t_measure = [worker_cpu(w.pid) for w in procs], machine_busy(), time.monotonic()
                 machine_cpu.start()
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
-                cpu_killed = worker_cpu(worker.pid) - cpu0
-                worker.kill()
-                worker = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
-                cpu0 = np.zeros(2)
+                cpu_killed = worker_cpu(procs[0].pid) - cpu0[0]
+                procs[0].kill()
+                procs[0] = ManagedProcess.start("worker", command, work / f"{prefix}-restarted.log", env=env)
+                cpu0[0] = np.zeros(2)
             since_crash = t - crash_t if crash_t is not None and t > crash_t else None  # sampled every second
             sampled = t > warmup and t % 2 == 0
             if sampled or since_crash is not None:
                 sample_lag(published, since_crash, t if sampled else None)
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
-        cpu, main = (float(v) for v in cpu_killed + worker_cpu(worker.pid) - cpu0)
-        others_cpu = [worker_cpu(w.pid) - c for w, c in zip(others, others_cpu0, strict=True)]
+        used = [worker_cpu(w.pid) - c for w, c in zip(procs, cpu0, strict=True)]  # (all threads, main thread)
+        used[0] = used[0] + cpu_killed
         busy1 = machine_busy()
         parts = machine_cpu.stop()
         machine = (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy0 else float("nan")
@@ -408,10 +405,10 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         await asyncio.gather(*samplers, return_exceptions=True)
         stored_total.close()
         await producer.stop()
-        log_tail = worker.log_tail()
-        for w in [worker, *others]:
+        log_tail = procs[0].log_tail()
+        for w in procs:
             w.stop()
-        gc_line = summed_reports("".join(w.log_path.read_text(errors="replace") for w in [worker, *others])) or \
+        gc_line = summed_reports("".join(w.log_path.read_text(errors="replace") for w in procs)) or \
             "no report in the worker log (it reports every 30 s, at log level info)"
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -423,15 +420,14 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     after_crash.sort()
     tail = lags[len(lags) * 2 // 3:] or [0.0]
     keeps = max(tail) <= 3.0 and tail[-1] <= max(tail[0], 1.0) + 0.5
-    total = cpu + sum(float(c[0]) for c in others_cpu)
-    who = f"{workers} workers" if others else "worker"
+    total = sum(float(u[0]) for u in used)
+    who = f"{workers} workers" if workers > 1 else "worker"
     print(f"N={patients:5d}  {who} ready after {ready_s:.1f} s; keeps up: {'yes' if keeps else 'NO '}  "
           f"lag median {statistics.median(lags or [0]):5.1f} s "
           f"max {max(lags or [0]):5.1f} s  drain {drain:5.1f} s  {who} CPU {total / elapsed:4.2f} s/s "
           f"({1000 * total / elapsed / patients:5.2f} ms per patient-second)  machine busy {100 * machine:3.0f} %")
-    each = [(cpu, main)] + [(float(c[0]), float(c[1])) for c in others_cpu]
-    print("         CPU s/s     : " + ", ".join(f"worker{i or ''} {c / elapsed:4.2f} (main thread {m / elapsed:4.2f})"
-                                               for i, (c, m) in enumerate(each)) + f", {parts}")
+    print("         CPU s/s     : " + ", ".join(f"worker{i or ''} {u[0] / elapsed:4.2f} (main thread {u[1] / elapsed:4.2f})"
+                                               for i, u in enumerate(used)) + f", {parts}")
     print(f"         alarm events: {pct(alarm)}")
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")
