@@ -72,12 +72,13 @@ WORKDIR /var/lib/vigil
 
 USER 10001:10001
 
-# Gateway (WebSocket + dashboard). Other roles listen on nothing.
+# Gateway (WebSocket + dashboard). The worker serves /metrics only where
+# VIGIL_WORKER_METRICS_PORT is set (docker-compose.yml: 9464).
 EXPOSE 8765
 
 # No image-level HEALTHCHECK: the same image runs the worker, the one-shot
-# migration and the simulator, none of which serve a port. The gateway gets
-# its health check in docker-compose.yml.
+# migration and the simulator, which serve different ports or none. The gateway
+# and the worker get their health checks in docker-compose.yml.
 
 ENTRYPOINT ["vigil"]
 CMD ["worker"]

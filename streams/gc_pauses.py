@@ -25,9 +25,10 @@ import re
 import time
 from typing import Any
 
-__all__ = ["GcPauses", "freeze_startup_heap", "report_line", "summed_reports"]
+__all__ = ["GC_GENERATIONS", "GcPauses", "freeze_startup_heap", "report_line", "summed_reports"]
 
-_GENERATIONS = (("full", 2), ("middle", 1), ("young", 0))
+GC_GENERATIONS = (("full", 2), ("middle", 1), ("young", 0))
+"""Names of the collector's generations (as the report and /metrics give them) and their numbers."""
 _REPORT = re.compile(r"gc pauses since the last report: full (\d+) \(longest (\d+) ms\), "
                      r"middle (\d+) \((\d+) ms\), young (\d+) \((\d+) ms\)")
 
@@ -42,11 +43,14 @@ def freeze_startup_heap() -> int:
 
 class GcPauses:
     """The collector's pauses by generation (0 young .. 2 full), from `gc.callbacks`:
-    how many since the last `take` and the longest, in seconds."""
+    how many since the last `take` and the longest, in seconds; and since `install`,
+    how many and their seconds in all (``total_count``, ``total_seconds``)."""
 
     def __init__(self) -> None:
         self.count = [0, 0, 0]
         self.longest = [0.0, 0.0, 0.0]
+        self.total_count = [0, 0, 0]
+        self.total_seconds = [0.0, 0.0, 0.0]
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -54,8 +58,11 @@ class GcPauses:
             self._started = time.perf_counter()
             return
         generation = info["generation"]
+        pause = time.perf_counter() - self._started
         self.count[generation] += 1
-        self.longest[generation] = max(self.longest[generation], time.perf_counter() - self._started)
+        self.longest[generation] = max(self.longest[generation], pause)
+        self.total_count[generation] += 1
+        self.total_seconds[generation] += pause
 
     def install(self) -> GcPauses:
         gc.callbacks.append(self._callback)
@@ -73,7 +80,7 @@ class GcPauses:
 
 def report_line(counts: list[int], longest: list[float]) -> str:
     """The worker's report of `GcPauses.take`'s figures (parsed back by `summed_reports`)."""
-    full, middle, young = ((counts[g], longest[g] * 1e3) for _, g in _GENERATIONS)
+    full, middle, young = ((counts[g], longest[g] * 1e3) for _, g in GC_GENERATIONS)
     return (f"gc pauses since the last report: full {full[0]} (longest {full[1]:.0f} ms), "
             f"middle {middle[0]} ({middle[1]:.0f} ms), young {young[0]} ({young[1]:.0f} ms)")
 
@@ -85,4 +92,4 @@ def summed_reports(log_text: str) -> str | None:
     if not reports:
         return None
     return ", ".join(f"{name} {sum(r[2 * i] for r in reports)} (longest {max(r[2 * i + 1] for r in reports)} ms)"
-                     for i, (name, _) in enumerate(_GENERATIONS))
+                     for i, (name, _) in enumerate(GC_GENERATIONS))

@@ -52,6 +52,8 @@ class SinkStats:
     rejected: int = 0
     retries: int = 0
     last_flush_s: float = 0.0
+    unavailable_since: float | None = None
+    """`time.monotonic()` when the store stopped taking writes, while it does not (else None)."""
 
 
 def _requests(items: list[SinkItem]) -> list[AppendRequest]:
@@ -145,8 +147,11 @@ class BatchingSink:
         while True:
             try:
                 await self._write_once(items)
+                self.stats.unavailable_since = None
                 return
             except StoreUnavailable as e:
+                if self.stats.unavailable_since is None:
+                    self.stats.unavailable_since = time.monotonic()
                 self.stats.retries += 1
                 log.warning("event store unavailable, holding %d messages, retry in %.1f s: %s", len(items), delay, e)
                 await asyncio.sleep(delay)

@@ -203,6 +203,11 @@ class PatientStates(Generic[S]):
         stored = self._table.data.get(key.encode())
         return None if stored is None else self._decode(stored)
 
+    @property
+    def held(self) -> int:
+        """How many keys' working states are in memory (for the worker's /metrics)."""
+        return len(self._working)
+
     def holds(self, key: str) -> bool:
         """Whether ``key``'s working state is in memory, where care-team commands reach it."""
         return key in self._working

@@ -113,6 +113,16 @@ def test_worker_is_scalable() -> None:
     assert not worker.get("ports"), "worker must not publish host ports"
 
 
+def test_worker_serves_metrics_inside_the_network_and_is_health_checked() -> None:
+    worker = _services()["worker"]
+    env = worker["environment"]
+    assert env["VIGIL_WORKER_METRICS_HOST"] == "0.0.0.0"
+    port = env["VIGIL_WORKER_METRICS_PORT"]
+    assert 0 < int(port) < 65536 and port in [str(p) for p in worker.get("expose", [])]
+    probe = " ".join(worker["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in probe
+
+
 @pytest.mark.parametrize("name", APP_SERVICES)
 def test_app_services_build_from_repo_dockerfile(name: str) -> None:
     services = _services()

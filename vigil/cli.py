@@ -206,6 +206,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
             instance_id=settings.worker_instance,
+            metrics_port=settings.worker_metrics_port,
+            metrics_host=settings.worker_metrics_host,
             partitions=args.partitions,
             datadir=str(datadir),
             beat_model=None if args.beat_model == "off" else args.beat_model,

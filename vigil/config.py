@@ -135,6 +135,11 @@ class Settings:
     """Seconds between the worker's state checkpoints (``VIGIL_WORKER_CHECKPOINT_S``,
     1-300; default `streams.states.CHECKPOINT_INTERVAL_S`): longer costs less CPU, and a
     restart after a crash replays up to that much input."""
+    worker_metrics_port: int | None = None
+    """Port of the worker's /metrics, /healthz and /readyz (``VIGIL_WORKER_METRICS_PORT``,
+    0-65535, 0 for any free one; unset: no server; `streams.metrics`)."""
+    worker_metrics_host: str = "127.0.0.1"
+    """Address that server listens on (``VIGIL_WORKER_METRICS_HOST``; 0.0.0.0 in a container)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -162,6 +167,9 @@ class Settings:
             kafka_embedded=_int(env, "VIGIL_KAFKA_EMBEDDED", 0, 0, 1) == 1,
             worker_store=_choice(env, "VIGIL_WORKER_STORE", WORKER_STORES, "memory"),
             worker_checkpoint_s=_int(env, "VIGIL_WORKER_CHECKPOINT_S", round(CHECKPOINT_INTERVAL_S), 1, 300),
+            worker_metrics_port=(_int(env, "VIGIL_WORKER_METRICS_PORT", 0, 0, 65535)
+                                 if env.get("VIGIL_WORKER_METRICS_PORT") else None),
+            worker_metrics_host=env.get("VIGIL_WORKER_METRICS_HOST") or "127.0.0.1",
         )
 
     def kafka_bootstrap(self) -> str:

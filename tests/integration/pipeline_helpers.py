@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -38,8 +39,8 @@ from vigil.services.process import ManagedProcess
 
 __all__ = [
     "WARD_START_US", "StoreContents", "WardFeed", "assert_same_store", "caught_up", "committed_offsets", "contents",
-    "create_topics", "faust_topics", "group_members", "migrate", "progress", "scratch_database", "start_worker", "stop_all",
-    "wait_for", "wait_until",
+    "create_topics", "faust_topics", "group_members", "http_get", "metrics_port", "migrate", "parse_metrics", "progress",
+    "scratch_database", "start_worker", "stop_all", "wait_for", "wait_until",
 ]
 
 WARD_START_US = 1_764_122_400_000_000
@@ -48,11 +49,13 @@ HR_LIMIT = 130
 
 
 def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, group: str,
-                 state_dir: Path, partitions: int | None = None, store: str = "memory") -> ManagedProcess:
+                 state_dir: Path, partitions: int | None = None, store: str = "memory",
+                 metrics: bool = False) -> ManagedProcess:
     """``vigil worker`` as a child process, configured through ``VIGIL_*`` variables
     (and ``--partitions`` when given: it must match the input topics). Each worker
     gets its own state folder: workers of one group on one machine must not share
-    Faust's data folder. ``store``: ``VIGIL_WORKER_STORE``."""
+    Faust's data folder. ``store``: ``VIGIL_WORKER_STORE``. ``metrics``: serve
+    /metrics on a free port (`metrics_port` reads it from the log)."""
     env = dict(os.environ) | {
         "VIGIL_WORKER_STORE": store,
         "VIGIL_KAFKA_URL": f"kafka://{bootstrap}",
@@ -62,9 +65,47 @@ def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, g
         "VIGIL_WORKER_GROUP": group,
         "VIGIL_STATE_DIR": str(state_dir),
         "VIGIL_HR_HIGH_LIMIT": str(HR_LIMIT),
-    }
+    } | ({"VIGIL_WORKER_METRICS_PORT": "0"} if metrics else {})
     args = [] if partitions is None else ["--partitions", str(partitions)]
     return ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker", *args], log, env=env)
+
+
+async def metrics_port(worker: ManagedProcess, timeout: float = 60.0) -> int:
+    """The port of ``worker``'s metrics server, from the line its log gives it on."""
+    found: list[int] = []
+
+    def logged() -> bool:
+        found[:] = [int(m) for m in re.findall(r"metrics on http://[^:]+:(\d+)/metrics",
+                                               worker.log_path.read_text(errors="replace"))]
+        return bool(found)
+
+    await wait_until("the worker's metrics server", logged, timeout, worker)
+    return found[-1]
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of ``GET path`` on localhost."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        answer = (await asyncio.wait_for(reader.read(), 30)).decode()
+    finally:
+        writer.close()
+    head, _, body = answer.partition("\r\n\r\n")
+    return int(head.split(" ")[1]), body
+
+
+def parse_metrics(text: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
+    """Samples of a /metrics text by name, then by label set (label values plain: no escapes)."""
+    out: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        series, value = line.rsplit(" ", 1)
+        name, _, labels = series.partition("{")
+        pairs = frozenset(tuple(p.split("=", 1)) for p in re.findall(r'[a-z_]+="[^"]*"', labels))
+        out.setdefault(name, {})[frozenset((k, v.strip('"')) for k, v in pairs)] = float(value)
+    return out
 
 
 async def stop_all(workers: Sequence[ManagedProcess]) -> None:

@@ -35,7 +35,10 @@ from tests.integration.pipeline_helpers import (
     create_topics,
     dead_letters,
     faust_topics,
+    http_get,
+    metrics_port,
     migrate,
+    parse_metrics,
     progress,
     same_stores,
     scratch_database,
@@ -278,9 +281,10 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
     feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
     workers: list[ManagedProcess] = []
 
-    def worker(db: str, run: str) -> ManagedProcess:
+    def worker(db: str, run: str, metrics: bool = False) -> ManagedProcess:
         workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{run}.log",
-                                    group=f"{topic_prefix}-{run}", state_dir=tmp_path / "state" / run))
+                                    group=f"{topic_prefix}-{run}", state_dir=tmp_path / "state" / run,
+                                    metrics=metrics))
         return workers[-1]
 
     try:
@@ -288,16 +292,22 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
             await migrate(undisturbed_db, pg.url)
             feed.start()
             single = worker(undisturbed_db, "a")
-            hurt = worker(pg.url, "b")
+            hurt = worker(pg.url, "b", metrics=True)
             await wait_for(pg.url, lambda v, w: v >= 5 * PATIENTS, 120, hurt)
+            port = await metrics_port(hurt)
+            readiness = [await http_get(port, "/readyz")]
             before = progress(pg.url)
             await asyncio.to_thread(pg.stop)
             down_from = feed.seconds
-            await asyncio.sleep(20)
+            await asyncio.sleep(15)
+            readiness.append(await http_get(port, "/readyz"))
+            retries_while_down = parse_metrics((await http_get(port, "/metrics"))[1])["vigil_worker_sink_retries_total"]
+            await asyncio.sleep(5)
             down_until = feed.seconds
             pg = await asyncio.to_thread(PostgresCluster.start, pg_home / "pg", port=pg.port, database="vigil",
                                          durable=False)
             after = await wait_for(pg.url, lambda v, w: v > before[0] + 10 * PATIENTS and w > before[1], 120, hurt)
+            readiness.append(await http_get(port, "/readyz"))
             total = await finish(feed, apache_kafka, [(f"{topic_prefix}-a", single), (f"{topic_prefix}-b", hurt)])
             assert hurt.running(), hurt.log_tail()
             await stop_all(workers)
@@ -312,6 +322,10 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
     held = [line for line in log.splitlines() if "event store unavailable, holding" in line]
     assert held, hurt.log_tail()
     assert await dead_letters(apache_kafka, topics) == 0
+    # Its /readyz said so: ready, then not while the store refused writes, then ready again.
+    assert readiness[0] == (200, "ready\n") and readiness[2] == (200, "ready\n"), readiness
+    assert readiness[1][0] == 503 and "the event store has refused writes for" in readiness[1][1], readiness
+    assert retries_while_down[frozenset()] >= 1
     print(f"{feed.sent} messages, {events} events, {waves} waveforms; store at {before} when stopped, "
           f"{after} soon after restart; ward seconds {down_from}-{down_until} published while down; "
           f"{len(held)} back-pressure warnings, first: {held[0][-160:]}", file=sys.stderr)

@@ -49,7 +49,15 @@ from streams.fhir import decode_fhir
 from streams.topics import TopicNames
 from streams.vitals_codec import VITAL_RANGES, Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef
-from tests.integration.pipeline_helpers import create_topics, migrate, start_worker, wait_until
+from tests.integration.pipeline_helpers import (
+    create_topics,
+    http_get,
+    metrics_port,
+    migrate,
+    parse_metrics,
+    start_worker,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -484,7 +492,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
     await migrate(database_url)
     group = f"{topic_prefix}-fuzz"
     worker = start_worker(apache_kafka, database_url, topic_prefix, tmp_path / "worker.log", group=group,
-                          state_dir=tmp_path / "state")
+                          state_dir=tmp_path / "state", metrics=True)
     try:
         producer = AIOKafkaProducer(bootstrap_servers=apache_kafka, acks="all", enable_idempotence=True,
                                     linger_ms=20, max_request_size=1_048_576)
@@ -507,6 +515,8 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
         finally:
             await ledger.stop()
         assert worker.running(), worker.log_tail()
+        port = await metrics_port(worker)
+        scraped = [await http_get(port, path) for path in ("/metrics", "/healthz", "/readyz")]
     finally:
         worker.kill()  # the store is final; how the worker shuts down is not under test here
     log = worker.log_path.read_text(errors="replace")
@@ -541,6 +551,24 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
                      if "dead-lettered " in line and ": " in line)
     assert logged == reasons, (logged - reasons, reasons - logged)
     assert "Traceback" not in log and "Crashed" not in log, worker.log_tail()
+
+    # Its /metrics tell the same story: every message taken once, the dead letters by
+    # reason, the events and waveform rows the store holds; nothing left on the broker.
+    (status, text), healthz, readyz = scraped
+    assert status == 200 and healthz == (200, "ok\n") and readyz == (200, "ready\n"), (status, healthz, readyz)
+    figures = parse_metrics(text)
+
+    def by(name: str, label: str) -> dict[str, float]:
+        return {dict(labels)[label]: value for labels, value in figures[name].items()}
+
+    assert by("vigil_worker_messages_total", "topic") == Counter(m.topic for m in messages)
+    assert by("vigil_worker_dead_letters_total", "reason") == reasons
+    assert figures["vigil_worker_events_appended_total"][frozenset()] == sum(ledger.any_event.values())
+    assert figures["vigil_worker_waveforms_appended_total"][frozenset()] == sum(ledger.waveforms.values())
+    assert figures["vigil_worker_ready"][frozenset()] == 1
+    lag = figures["vigil_worker_input_lag_messages"]
+    assert len(lag) == 3 * PARTITIONS and set(lag.values()) == {0}, lag
+    assert min(by("vigil_worker_patient_states", "table").values()) > 0
 
     kinds = Counter(("stored" if f[0] == "stored" else "dead") + "/" + k[0].rsplit(".", 1)[1]
                     for k, f in actual.items())

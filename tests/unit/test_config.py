@@ -124,3 +124,15 @@ def test_the_worker_table_store_is_memory_or_rocksdb() -> None:
     assert Settings.from_env({"VIGIL_WORKER_STORE": "rocksdb"}).worker_store == "rocksdb"
     with pytest.raises(ConfigError, match="VIGIL_WORKER_STORE"):
         Settings.from_env({"VIGIL_WORKER_STORE": "redis"})
+
+
+def test_the_worker_metrics_server_is_off_unless_a_port_is_given() -> None:
+    assert Settings.from_env({}).worker_metrics_port is None
+    assert Settings.from_env({"VIGIL_WORKER_METRICS_PORT": ""}).worker_metrics_port is None
+    on = Settings.from_env({"VIGIL_WORKER_METRICS_PORT": "9464", "VIGIL_WORKER_METRICS_HOST": "0.0.0.0"})
+    assert (on.worker_metrics_port, on.worker_metrics_host) == (9464, "0.0.0.0")
+    assert Settings.from_env({"VIGIL_WORKER_METRICS_PORT": "0"}).worker_metrics_port == 0  # any free port
+    assert Settings.from_env({}).worker_metrics_host == "127.0.0.1"
+    for bad in ("-1", "65536", "http"):
+        with pytest.raises(ConfigError, match="VIGIL_WORKER_METRICS_PORT"):
+            Settings.from_env({"VIGIL_WORKER_METRICS_PORT": bad})

@@ -20,6 +20,9 @@ def test_pauses_are_counted_by_generation_with_the_longest() -> None:
     assert counts[0] >= 1 and counts[2] >= 2  # (the collector may have run on its own too)
     assert longest[2] > 0.0
     assert pauses.take() == ([0, 0, 0], [0.0, 0.0, 0.0])  # taken: starts afresh
+    # The totals since install (for /metrics) are not reset by take.
+    assert pauses.total_count[0] >= 1 and pauses.total_count[2] >= 2
+    assert pauses.total_seconds[2] >= longest[2]
 
 
 def test_the_frozen_heap_is_skipped_by_later_collections() -> None:

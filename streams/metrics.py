@@ -1,0 +1,141 @@
+"""The worker's figures for operators, over HTTP.
+
+    GET /metrics   the counters and gauges below, in Prometheus' text format (0.0.4)
+    GET /healthz   200 while the event loop answers (a stuck loop times out)
+    GET /readyz    200 once the worker has joined its group and recovered its tables,
+                   while the event store takes its writes; else 503 and the reason
+
+Off unless ``VIGIL_WORKER_METRICS_PORT`` is set: workers of one group often share a
+host (the tests, the ward bench), and one fixed port would keep all but the first
+from starting. The figures are counts the worker keeps anyway (it logs them every
+30 s); a scrape only reads them, so the server costs nothing between scrapes. No
+label carries a patient id: ids are pseudonymous but still patient data, and one
+series per patient would grow without bound. Labels are topic names, partitions,
+dead-letter reasons and collector generations.
+
+`MetricsServer` speaks just enough HTTP/1.1 for a scraper, a probe or ``curl``: one
+request per connection, GET or HEAD, no body. A request line or headers that do not
+arrive within `READ_TIMEOUT_S`, or pass `MAX_HEAD_BYTES`, end the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+__all__ = ["CONTENT_TYPE", "MAX_HEAD_BYTES", "READ_TIMEOUT_S", "Family", "MetricsServer", "render"]
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+READ_TIMEOUT_S = 5.0
+MAX_HEAD_BYTES = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric: its name, ``counter`` or ``gauge``, a line of help, and its samples
+    (label name -> value, and the number)."""
+
+    name: str
+    kind: str
+    help: str
+    samples: Sequence[tuple[Mapping[str, str], float]]
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("counter", "gauge"):
+            raise ValueError(f"{self.name}: kind must be counter or gauge, got {self.kind!r}")
+
+
+def _escape(value: str, quote: bool) -> str:
+    """Backslash and newline escaped, as help text needs; and double quotes, as label values do."""
+    value = value.replace("\\", "\\\\").replace("\n", "\\n")
+    return value.replace('"', '\\"') if quote else value
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+def render(families: Iterable[Family]) -> str:
+    """The exposition text of ``families``: HELP and TYPE lines, then one line per sample."""
+    lines: list[str] = []
+    for f in families:
+        lines.append(f"# HELP {f.name} {_escape(f.help, quote=False)}")
+        lines.append(f"# TYPE {f.name} {f.kind}")
+        for labels, value in f.samples:
+            inner = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in labels.items())
+            lines.append(f"{f.name}{{{inner}}} {_number(value)}" if inner else f"{f.name} {_number(value)}")
+    return "\n".join(lines) + "\n"
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+
+
+class MetricsServer:
+    """``collect()`` gives the families for /metrics; ``not_ready()`` None when the
+    worker is ready, else why not (for /readyz). Both run on the event loop, per request."""
+
+    def __init__(self, collect: Callable[[], Iterable[Family]], not_ready: Callable[[], str | None]) -> None:
+        self._collect = collect
+        self._not_ready = not_ready
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen on ``host:port`` (0: any free port); return the port."""
+        self._server = await asyncio.start_server(self._handle, host, port, limit=MAX_HEAD_BYTES)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
+            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                return  # too long (the reader's limit is MAX_HEAD_BYTES), cut short, or too slow
+            status, body, content_type, is_head = self._respond(head)
+            data = body.encode()
+            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+                         f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                         + (b"" if is_head else data))
+            await writer.drain()
+        except ConnectionError:
+            pass
+        except Exception:  # a bug here must not end the worker: log it, drop the connection
+            log.exception("metrics request failed")
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    def _respond(self, head: bytes) -> tuple[int, str, str, bool]:
+        """(status, body, content type, whether the body is left out) for one request head."""
+        text = "text/plain; charset=utf-8"
+        parts = head.split(b"\r\n", 1)[0].split(b" ")
+        if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+            return 400, "bad request line\n", text, False
+        method, target = parts[0], parts[1].split(b"?", 1)[0]
+        if method not in (b"GET", b"HEAD"):
+            return 405, "only GET and HEAD\n", text, False
+        is_head = method == b"HEAD"
+        if target == b"/metrics":
+            return 200, render(self._collect()), CONTENT_TYPE, is_head
+        if target == b"/healthz":
+            return 200, "ok\n", text, is_head
+        if target == b"/readyz":
+            reason = self._not_ready()
+            return (200, "ready\n", text, is_head) if reason is None else (503, f"not ready: {reason}\n", text, is_head)
+        return 404, "not found: /metrics, /healthz, /readyz\n", text, is_head
