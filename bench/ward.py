@@ -25,7 +25,10 @@ Printed per N:
                devices, stamped, encoded and sent bed by bed as they fall due, and
                its lag sampling)
   latency      device timestamp -> event committed in the store (recorded_at - occurred_at),
-               p50 / p99 / max, for alarm events and for all events
+               p50 / p99 / max, for alarm events and for all events; with one worker
+               and no --crash-at, also the share of alarms within 0.1 / 0.5 / 1 s by the
+               worker's own /metrics (`streams.metrics`, scraped as the measure starts and
+               ends) beside the same shares from the store
   host speed   seconds a fixed pure-Python loop (`host_speed`) took just before and just
                after the run, while nothing else of the benchmark ran: on this shared
                host such a loop ran up to 2.7 times faster on one day than on another
@@ -73,11 +76,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -316,6 +321,11 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     group is stable with all of them (not with --crash-at, which kills the first)."""
     url, topics, env = await _fresh_ward(bootstrap, server_url, patients, work, "")
     prefix = topics.prefix
+    # One worker that runs throughout also reports its own alarm latency (`streams.metrics`).
+    scrape = workers == 1 and crash_at is None
+    buckets0 = buckets1 = None
+    if scrape:
+        env["VIGIL_WORKER_METRICS_PORT"] = "0"
     if static:
         env["VIGIL_WORKER_INSTANCE"] = f"{prefix}-worker-0"  # the restarted worker takes the same id
     ward = SimulatedWard(patients, seed=11, topics=topics, onset_s=warmup + 5, ramp_s=20)
@@ -378,6 +388,8 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             if t == warmup:
                 cpu0, busy0, t_measure = [worker_cpu(w.pid) for w in procs], machine_busy(), time.monotonic()
                 machine_cpu.start()
+                if scrape:
+                    buckets0 = await asyncio.to_thread(alarm_buckets, procs[0].log_path)
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
                 cpu_killed = worker_cpu(procs[0].pid) - cpu0[0]
@@ -390,6 +402,8 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
                 sample_lag(published, since_crash, t if sampled else None)
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
+        if scrape:
+            buckets1 = await asyncio.to_thread(alarm_buckets, procs[0].log_path)
         used = [worker_cpu(w.pid) - c for w, c in zip(procs, cpu0, strict=True)]  # (all threads, main thread)
         used[0] = used[0] + cpu_killed
         busy1 = machine_busy()
@@ -429,6 +443,8 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     print("         CPU s/s     : " + ", ".join(f"worker{i or ''} {u[0] / elapsed:4.2f} (main thread {u[1] / elapsed:4.2f})"
                                                for i, u in enumerate(used)) + f", {parts}")
     print(f"         alarm events: {pct(alarm)}")
+    if scrape:
+        report_alarm_metric(buckets0, buckets1, alarm)
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")
     by_type: dict[str, list[float]] = {}
@@ -440,6 +456,35 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         report_crash(url, start_us, crash_t, after_crash)
     if not every:
         print(f"         no events stored; worker log:\n{log_tail}")
+
+
+def alarm_buckets(log: Path) -> dict[float, float] | None:
+    """The worker's alarm latency histogram from its /metrics (cumulative counts by
+    bound, +Inf included), or None if its log names no metrics port."""
+    ports = re.findall(r"metrics on http://[^:]+:(\d+)/metrics", log.read_text(errors="replace"))
+    if not ports:
+        return None
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    found = re.findall(r'^vigil_worker_alarm_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    return {float(le.replace("+Inf", "inf")): float(count) for le, count in found}
+
+
+def report_alarm_metric(before: dict[float, float] | None, after: dict[float, float] | None,
+                        alarm_ms: list[float]) -> None:
+    """The worker's own alarm latency over the measured part (two scrapes of its
+    /metrics: alarms committed in between), beside the store's (alarms that occurred
+    in it; recorded_at, when their batch began, rather than its commit)."""
+    if before is None or after is None:
+        print("         worker /metrics: not found in its log")
+        return
+    n = after[float("inf")] - before[float("inf")]
+    bounds = (0.1, 0.5, 1.0)
+    share = [100 * (after[b] - before[b]) / n if n else float("nan") for b in bounds]
+    store = [100 * sum(ms <= 1000 * b for ms in alarm_ms) / len(alarm_ms) if alarm_ms else float("nan")
+             for b in bounds]
+    print(f"         alarms, worker /metrics: {n:.0f}, within 0.1 / 0.5 / 1 s: {share[0]:.1f} / {share[1]:.1f} / "
+          f"{share[2]:.1f} % (store: {len(alarm_ms)}, {store[0]:.1f} / {store[1]:.1f} / {store[2]:.1f} %)")
 
 
 def report_crash(url: str, start_us: int, crash_t: int, behind: list[tuple[int, float]]) -> None:

@@ -30,7 +30,7 @@ from datetime import datetime
 from operator import attrgetter, itemgetter
 from typing import TypeVar
 
-from event_store.events import AppendRequest, NewEvent, RecordedEvent
+from event_store.events import Appended, AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import ConcurrencyConflict, DuplicateEvent
 from event_store.integrity import StoredFields, StoredRow, VerifyReport, encode_json, leaf_hash, link, micros, verify
 
@@ -196,9 +196,10 @@ class EventRecorder(abc.ABC):
         return [positions[e.event_id] for e in events]
 
     @abc.abstractmethod
-    async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> Appended:
         """Append to many streams atomically (all or nothing) in one round trip
-        where the backend allows; return every requested event's position."""
+        where the backend allows; return every requested event's position, and
+        which of them this call wrote (`Appended`)."""
 
     @abc.abstractmethod
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:

@@ -17,7 +17,8 @@ import orjson
 
 from event_store.exceptions import InvalidEvent
 
-__all__ = ["NewEvent", "RecordedEvent", "StoredTime", "JsonObject", "AppendRequest", "ANY_VERSION", "NO_STREAM"]
+__all__ = ["NewEvent", "RecordedEvent", "StoredTime", "JsonObject", "AppendRequest", "Appended", "ANY_VERSION",
+           "NO_STREAM"]
 
 JsonObject = dict[str, Any]
 
@@ -256,3 +257,20 @@ class AppendRequest:
                 raise InvalidEvent(f"stream_id: event {e.event_id} is for {e.stream_id!r}, not {self.stream_id!r}")
         if self.expected_version is not None and self.expected_version < 0:
             raise InvalidEvent(f"expected_version: {self.expected_version} is negative")
+
+
+class Appended(dict[uuid.UUID, int]):
+    """What `append_batch` returns: every requested event's position (a dict, as
+    before), and ``first_written``, the position of the first event this call wrote
+    (None if every event was stored already). An event is new iff its position is at
+    least that: the call writes its new events after everything already in the log."""
+
+    __slots__ = ("first_written",)
+
+    def __init__(self, positions: dict[uuid.UUID, int], first_written: int | None) -> None:
+        super().__init__(positions)
+        self.first_written = first_written
+
+    def written(self, event_id: uuid.UUID) -> bool:
+        """Whether this call wrote ``event_id`` (False: it was stored before)."""
+        return self.first_written is not None and self[event_id] >= self.first_written

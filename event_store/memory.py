@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
 from event_store.base import EventRecorder, LogHead, assign, chain, prepare
-from event_store.events import AppendRequest, RecordedEvent
+from event_store.events import Appended, AppendRequest, RecordedEvent
 from event_store.integrity import GENESIS, StoredRow, micros
 import contextlib
 
@@ -30,7 +30,7 @@ class MemoryRecorder(EventRecorder):
         self._lock = asyncio.Lock()
         self._appended = asyncio.Condition()
 
-    async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> Appended:
         now = datetime.now(UTC)
         events = [e for r in requests for e in r.events]
         prepared = dict(zip((e.event_id for e in events), prepare(events, now), strict=True))
@@ -55,7 +55,7 @@ class MemoryRecorder(EventRecorder):
         if rows:
             async with self._appended:
                 self._appended.notify_all()
-        return plan.positions
+        return Appended(plan.positions, plan.first if plan.events else None)
 
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:
         events = self._streams.get(stream_id, [])[max(from_version, 1) - 1:]

@@ -52,7 +52,7 @@ import asyncpg
 from event_store.base import (
     Assignment, EventRecorder, LogHead, NewRow, Prepared, assign, chain, prefetched, prepare,
 )
-from event_store.events import AppendRequest, NewEvent, RecordedEvent
+from event_store.events import Appended, AppendRequest, NewEvent, RecordedEvent
 from event_store.exceptions import (
     AppendForbidden, ConcurrencyConflict, EventStoreError, MigrationError, StoreUnavailable,
 )
@@ -356,9 +356,9 @@ class PostgresRecorder(EventRecorder):
         async with self._pool.acquire() as conn:
             return await migrate(conn)
 
-    async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> Appended:
         if not requests:
-            return {}
+            return Appended({}, None)
         now = datetime.now(UTC)
         events = [e for r in requests for e in r.events]
         stream_ids = list({r.stream_id for r in requests})
@@ -367,7 +367,7 @@ class PostgresRecorder(EventRecorder):
         # busy taking in its ids (`_copy`).
         prepared = dict(zip((e.event_id for e in events), prepare(events, now), strict=True)) if small else {}
 
-        async def attempt(look_up: bool) -> dict[uuid.UUID, int]:
+        async def attempt(look_up: bool) -> Appended:
             async with self._pool.acquire() as conn, conn.transaction():
                 position, chain_hash = await conn.fetchrow(_LOCK)
                 versions_json = await conn.fetchval(_VERSIONS, stream_ids)
@@ -389,9 +389,9 @@ class PostgresRecorder(EventRecorder):
                         if e.constraint_name == "event_ids_pkey" and not look_up:
                             raise _AlreadyStored from e
                         raise
-                return plan.positions
+                return Appended(plan.positions, plan.first if plan.events else None)
 
-        async def run() -> dict[uuid.UUID, int]:
+        async def run() -> Appended:
             try:
                 return await attempt(look_up=False)
             except _AlreadyStored:

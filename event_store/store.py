@@ -5,11 +5,10 @@ recorder itself, which returns events exactly as stored."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 
 from event_store.base import EventRecorder
-from event_store.events import AppendRequest, NewEvent, RecordedEvent
+from event_store.events import Appended, AppendRequest, NewEvent, RecordedEvent
 from event_store.upcasting import Upcasters
 
 __all__ = ["EventStore"]
@@ -23,7 +22,7 @@ class EventStore:
     async def append(self, stream_id: str, events: Sequence[NewEvent], expected_version: int | None = None) -> list[int]:
         return await self.recorder.append(stream_id, events, expected_version)
 
-    async def append_batch(self, requests: Sequence[AppendRequest]) -> dict[uuid.UUID, int]:
+    async def append_batch(self, requests: Sequence[AppendRequest]) -> Appended:
         return await self.recorder.append_batch(requests)
 
     async def read_stream(self, stream_id: str, from_version: int = 1, limit: int | None = None) -> list[RecordedEvent]:

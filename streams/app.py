@@ -72,7 +72,7 @@ from streams.fhir import decode_fhir
 from streams.gc_pauses import GC_GENERATIONS, GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
 from streams import recovery_watchdog
-from streams.metrics import Family, MetricsServer
+from streams.metrics import Family, HistogramFamily, MetricsServer
 from streams.sink import BatchingSink, SinkItem, SinkStats
 from streams.states import CHECKPOINT_INTERVAL_S, PatientStates
 from streams.topics import TopicNames
@@ -541,7 +541,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         down = sink["main"].stats.unavailable_since if "main" in sink else None
         return None if down is None else f"the event store has refused writes for {time.monotonic() - down:.0f} s"
 
-    def collect() -> list[Family]:
+    def collect() -> list[Family | HistogramFamily]:
         st = sink["main"].stats if "main" in sink else SinkStats()
         both = (vitals_states, ecg_states)
 
@@ -561,6 +561,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             counter("vigil_worker_sink_rejected_total", "Messages whose events the store refused", st.rejected),
             Family("vigil_worker_sink_last_flush_seconds", "gauge", "Duration of the last durable batch",
                    [({}, st.last_flush_s)]),
+            HistogramFamily("vigil_worker_alarm_latency_seconds", "Alarm events (raised, escalated, resolved): "
+                            "device time to the commit that stored them", [({}, st.alarm_latency)]),
             counter("vigil_worker_checkpoints_total", "Patient state checkpoints written",
                     sum(s.checkpoints for s in both)),
             counter("vigil_worker_gaps_reread_total", "Offset gaps that made the worker read a partition again",

@@ -21,13 +21,15 @@ arrive within `READ_TIMEOUT_S`, or pass `MAX_HEAD_BYTES`, end the connection.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["CONTENT_TYPE", "MAX_HEAD_BYTES", "READ_TIMEOUT_S", "Family", "MetricsServer", "render"]
+__all__ = ["CONTENT_TYPE", "MAX_HEAD_BYTES", "READ_TIMEOUT_S", "Family", "Histogram", "HistogramFamily", "MetricsServer",
+           "render"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +52,51 @@ class Family:
         if self.kind not in ("counter", "gauge"):
             raise ValueError(f"{self.name}: kind must be counter or gauge, got {self.kind!r}")
 
+    def lines(self) -> list[str]:
+        return [*_head(self.name, self.kind, self.help), *(_sample(self.name, labels, v) for labels, v in self.samples)]
+
+
+class Histogram:
+    """Observations counted by the first of ``bounds`` they do not exceed (the last
+    count: above them all), with their sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        if list(bounds) != sorted(set(bounds)) or not bounds:
+            raise ValueError(f"bounds must be increasing and not empty, got {bounds}")
+        self.bounds = tuple(float(b) for b in bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramFamily:
+    """A histogram metric: a `Histogram` per label set, exposed as Prometheus'
+    cumulative ``_bucket`` series (``le`` the bound), ``_sum`` and ``_count``."""
+
+    name: str
+    help: str
+    series: Sequence[tuple[Mapping[str, str], Histogram]]
+
+    def lines(self) -> list[str]:
+        out = _head(self.name, "histogram", self.help)
+        for labels, h in self.series:
+            running = 0
+            for bound, n in zip((*h.bounds, math.inf), h.counts, strict=True):
+                running += n
+                out.append(_sample(f"{self.name}_bucket", {**labels, "le": _number(bound)}, running))
+            out += [_sample(f"{self.name}_sum", labels, h.sum), _sample(f"{self.name}_count", labels, running)]
+        return out
+
 
 def _escape(value: str, quote: bool) -> str:
     """Backslash and newline escaped, as help text needs; and double quotes, as label values do."""
@@ -65,16 +112,18 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() and abs(value) < 2**53 else repr(float(value))
 
 
-def render(families: Iterable[Family]) -> str:
-    """The exposition text of ``families``: HELP and TYPE lines, then one line per sample."""
-    lines: list[str] = []
-    for f in families:
-        lines.append(f"# HELP {f.name} {_escape(f.help, quote=False)}")
-        lines.append(f"# TYPE {f.name} {f.kind}")
-        for labels, value in f.samples:
-            inner = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in labels.items())
-            lines.append(f"{f.name}{{{inner}}} {_number(value)}" if inner else f"{f.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+def _head(name: str, kind: str, help_: str) -> list[str]:
+    return [f"# HELP {name} {_escape(help_, quote=False)}", f"# TYPE {name} {kind}"]
+
+
+def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
+    inner = ",".join(f'{k}="{_escape(v, quote=True)}"' for k, v in labels.items())
+    return f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}"
+
+
+def render(families: Iterable[Family | HistogramFamily]) -> str:
+    """The exposition text of ``families``: for each, HELP and TYPE lines, then one line per sample."""
+    return "\n".join(line for f in families for line in f.lines()) + "\n"
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
@@ -84,7 +133,8 @@ class MetricsServer:
     """``collect()`` gives the families for /metrics; ``not_ready()`` None when the
     worker is ready, else why not (for /readyz). Both run on the event loop, per request."""
 
-    def __init__(self, collect: Callable[[], Iterable[Family]], not_ready: Callable[[], str | None]) -> None:
+    def __init__(self, collect: Callable[[], Iterable[Family | HistogramFamily]],
+                 not_ready: Callable[[], str | None]) -> None:
         self._collect = collect
         self._not_ready = not_ready
         self._server: asyncio.Server | None = None

@@ -25,14 +25,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from event_store.events import AppendRequest, NewEvent
+from event_store.events import Appended, AppendRequest, NewEvent
 from event_store.exceptions import EventStoreError, StoreUnavailable
 from event_store.postgres import PostgresRecorder
 from event_store.waveforms import WaveformChunk, WaveformStore
+from streams.metrics import Histogram
 
-__all__ = ["SinkItem", "BatchingSink", "SinkStats"]
+__all__ = ["ALARM_EVENTS", "LATENCY_BOUNDS_S", "SinkItem", "BatchingSink", "SinkStats"]
 
 log = logging.getLogger(__name__)
+
+
+ALARM_EVENTS = frozenset({"AlertRaised", "AlertEscalated", "AlertResolved"})
+"""The alarm events whose latency the sink records (as bench/ward.py reports them)."""
+LATENCY_BOUNDS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(slots=True)
@@ -54,6 +60,10 @@ class SinkStats:
     last_flush_s: float = 0.0
     unavailable_since: float | None = None
     """`time.monotonic()` when the store stopped taking writes, while it does not (else None)."""
+    alarm_latency: Histogram = field(default_factory=lambda: Histogram(LATENCY_BOUNDS_S))
+    """Seconds from an alarm event's device time (``occurred_at``) to the commit of the
+    batch that wrote it (`ALARM_EVENTS`; those stored already, by a worker before a
+    restart, are not counted again). The device's clock against the worker's."""
 
 
 def _requests(items: list[SinkItem]) -> list[AppendRequest]:
@@ -157,16 +167,23 @@ class BatchingSink:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _observe(self, items: list[SinkItem], appended: Appended) -> None:
+        now = time.time()
+        for item in items:
+            for e in item.events:
+                if e.event_type in ALARM_EVENTS and appended.written(e.event_id):
+                    self.stats.alarm_latency.observe(now - e.occurred_at.timestamp())
+
     async def _write_once(self, items: list[SinkItem]) -> None:
         try:
-            await self._recorder.append_batch(_requests(items))
+            self._observe(items, await self._recorder.append_batch(_requests(items)))
         except StoreUnavailable:
             raise
         except EventStoreError:
             # Not transient: find the item(s) the store refuses, store the rest.
             for item in items:
                 try:
-                    await self._recorder.append_batch(_requests([item]))
+                    self._observe([item], await self._recorder.append_batch(_requests([item])))
                 except StoreUnavailable:
                     raise
                 except EventStoreError as e:

@@ -75,6 +75,21 @@ async def test_appending_again_is_a_no_op_returning_original_positions(recorder:
     assert len(await recorder.read_all(0)) == 4
 
 
+async def test_a_batch_says_which_events_it_wrote(recorder: EventRecorder) -> None:
+    old = [ev("patient-a", i) for i in range(3)]
+    first = await recorder.append_batch([AppendRequest("patient-a", tuple(old))])
+    assert first.first_written == 1 and all(first.written(e.event_id) for e in old)
+    # Stored events interleaved with new ones, over two streams: only the new ones count.
+    new = [ev("patient-a", 7), ev("patient-b", 8)]
+    mixed = await recorder.append_batch([AppendRequest("patient-a", (old[0], new[0], old[2])),
+                                         AppendRequest("patient-b", (new[1],))])
+    assert mixed.first_written == 4 and dict(mixed) == {old[0].event_id: 1, new[0].event_id: 4,
+                                                          old[2].event_id: 3, new[1].event_id: 5}
+    assert [mixed.written(e.event_id) for e in (old[0], new[0], old[2], new[1])] == [False, True, False, True]
+    again = await recorder.append_batch([AppendRequest("patient-b", (new[1],))])
+    assert again.first_written is None and not again.written(new[1].event_id)
+
+
 async def test_expected_version_is_enforced(recorder: EventRecorder) -> None:
     await recorder.append("patient-p1", [ev()], NO_STREAM)
     with pytest.raises(ConcurrencyConflict) as err:
@@ -217,6 +232,9 @@ async def test_a_large_batch_appended_again_keeps_its_positions(recorder: EventR
     mixed = await recorder.append_batch([AppendRequest("patient-big0", (*batch[0].events, *fresh))])
     assert [mixed[e.event_id] for e in batch[0].events] == [first[e.event_id] for e in batch[0].events]
     assert [mixed[e.event_id] for e in fresh] == list(range(head.position + 1, head.position + 301))
+    assert again.first_written is None and not any(again.written(e.event_id) for r in batch for e in r.events)
+    assert mixed.first_written == head.position + 1
+    assert [mixed.written(e.event_id) for e in (*batch[0].events, *fresh)] == [False] * len(batch[0].events) + [True] * 300
     assert (await recorder.verify()).ok
 
 

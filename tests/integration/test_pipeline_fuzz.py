@@ -566,6 +566,11 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
     assert figures["vigil_worker_events_appended_total"][frozenset()] == sum(ledger.any_event.values())
     assert figures["vigil_worker_waveforms_appended_total"][frozenset()] == sum(ledger.waveforms.values())
     assert figures["vigil_worker_ready"][frozenset()] == 1
+    with psycopg.connect(database_url) as conn:
+        (alarms,) = conn.execute("SELECT count(*) FROM events WHERE event_type IN "
+                                 "('AlertRaised', 'AlertEscalated', 'AlertResolved')").fetchone() or (0,)
+    timed = figures["vigil_worker_alarm_latency_seconds_count"][frozenset()]
+    assert timed == alarms and figures["vigil_worker_alarm_latency_seconds_bucket"][frozenset({("le", "+Inf")})] == alarms
     lag = figures["vigil_worker_input_lag_messages"]
     assert len(lag) == 3 * PARTITIONS and set(lag.values()) == {0}, lag
     assert min(by("vigil_worker_patient_states", "table").values()) > 0

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import pytest
 
 from streams import metrics
-from streams.metrics import CONTENT_TYPE, Family, MetricsServer, render
+from streams.metrics import CONTENT_TYPE, Family, Histogram, HistogramFamily, MetricsServer, render
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,6 +48,23 @@ async def test_the_text_has_help_type_and_one_line_per_sample() -> None:
     assert lines[9:] == ["odd_labels NaN", 'odd_labels{a="b"} +Inf', 'odd_labels{a="c"} 1.152921504606847e+18']
     for line in lines:
         assert line.startswith("# ") or SAMPLE.match(line), line
+
+
+async def test_a_histogram_is_exposed_as_cumulative_buckets_sum_and_count() -> None:
+    h = Histogram([0.1, 0.5, 2])
+    for v in (0.05, 0.1, 0.3, 0.5, 0.7, 5.0):  # a value on a bound counts in that bound's bucket
+        h.observe(v)
+    assert (h.counts, h.count) == ([2, 2, 1, 1], 6) and h.sum == pytest.approx(6.65)
+    lines = HistogramFamily("lat_seconds", "Latency", [({"stage": "a"}, h), ({}, Histogram([1]))]).lines()
+    assert lines == ["# HELP lat_seconds Latency", "# TYPE lat_seconds histogram",
+                     'lat_seconds_bucket{stage="a",le="0.1"} 2', 'lat_seconds_bucket{stage="a",le="0.5"} 4',
+                     'lat_seconds_bucket{stage="a",le="2"} 5', 'lat_seconds_bucket{stage="a",le="+Inf"} 6',
+                     f'lat_seconds_sum{{stage="a"}} {h.sum!r}', 'lat_seconds_count{stage="a"} 6',
+                     'lat_seconds_bucket{le="1"} 0', 'lat_seconds_bucket{le="+Inf"} 0', "lat_seconds_sum 0",
+                     "lat_seconds_count 0"]
+    for bad in ([], [1, 1], [2, 1]):
+        with pytest.raises(ValueError, match="increasing"):
+            Histogram(bad)
 
 
 async def test_a_family_is_a_counter_or_a_gauge() -> None:
