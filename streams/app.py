@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -69,11 +68,12 @@ from streams.raw_schema import RawSchema
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
-from streams.gc_pauses import GC_GENERATIONS, GcPauses, freeze_startup_heap, report_line
+from streams.gc_pauses import GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
 from streams import recovery_watchdog
 from streams.metrics import Family, HistogramFamily, MetricsServer
 from streams.sink import BatchingSink, SinkItem, SinkStats
+from streams.worker_metrics import input_lag, not_ready, worker_families
 from streams.states import CHECKPOINT_INTERVAL_S, PatientStates
 from streams.topics import TopicNames
 from streams.vitals_codec import Rejected, Vitals, decode_vitals
@@ -532,72 +532,19 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     async def watch_recovery() -> None:
         await recovery_watchdog.watch(app)  # a changelog that never arrives means a rejoin
 
-    def not_ready() -> str | None:
-        """Why the worker is not ready to process its share of the input, or None."""
-        if not app.rebalancing_count:
-            return "not in its group yet"
-        if app.rebalancing or app.in_recovery:
-            return "rebalancing" if app.rebalancing else "recovering its tables"
-        down = sink["main"].stats.unavailable_since if "main" in sink else None
-        return None if down is None else f"the event store has refused writes for {time.monotonic() - down:.0f} s"
+    def sink_stats() -> SinkStats | None:
+        return sink["main"].stats if "main" in sink else None  # (opened by the first message)
 
     def collect() -> list[Family | HistogramFamily]:
-        st = sink["main"].stats if "main" in sink else SinkStats()
-        both = (vitals_states, ecg_states)
-
-        def counter(name: str, help_: str, value: float) -> Family:
-            return Family(name, "counter", help_, [({}, value)])
-
-        return [
-            Family("vigil_worker_messages_total", "counter", "Device messages taken by the agents, by topic",
-                   [({"topic": t}, n) for t, n in sorted(taken_by_topic.items())]),
-            Family("vigil_worker_dead_letters_total", "counter", "Messages dead-lettered, by reason",
-                   [({"reason": r}, n) for r, n in sorted(counters.items())]),
-            counter("vigil_worker_events_appended_total", "Events the sink handed to the store "
-                    "(after a restart, those of re-read input count again; the store keeps each once)", st.events),
-            counter("vigil_worker_waveforms_appended_total", "ECG chunks written to the waveform table", st.waveforms),
-            counter("vigil_worker_sink_batches_total", "Batches the sink made durable", st.batches),
-            counter("vigil_worker_sink_retries_total", "Writes retried while the store was unavailable", st.retries),
-            counter("vigil_worker_sink_rejected_total", "Messages whose events the store refused", st.rejected),
-            Family("vigil_worker_sink_last_flush_seconds", "gauge", "Duration of the last durable batch",
-                   [({}, st.last_flush_s)]),
-            HistogramFamily("vigil_worker_alarm_latency_seconds", "Alarm events (raised, escalated, resolved): "
-                            "device time to the commit that stored them", [({}, st.alarm_latency)]),
-            counter("vigil_worker_checkpoints_total", "Patient state checkpoints written",
-                    sum(s.checkpoints for s in both)),
-            counter("vigil_worker_gaps_reread_total", "Offset gaps that made the worker read a partition again",
-                    sum(s.rewinds for s in both)),
-            counter("vigil_worker_offsets_absent_total", "Offset gaps taken as absent from the log "
-                    "(transaction markers)", sum(s.holes for s in both)),
-            Family("vigil_worker_patient_states", "gauge", "Patient states held in memory, by table",
-                   [({"table": "vitals"}, vitals_states.held), ({"table": "ecg"}, ecg_states.held)]),
-            Family("vigil_worker_input_lag_messages", "gauge", "Records on the broker the worker has not taken yet, "
-                   "by assigned input partition", input_lag()),
-            Family("vigil_worker_gc_pauses_total", "counter", "Garbage collector passes, by generation",
-                   [({"generation": name}, GC_PAUSES.total_count[g]) for name, g in GC_GENERATIONS]),
-            Family("vigil_worker_gc_pause_seconds_total", "counter", "Seconds the collector held the worker, "
-                   "by generation", [({"generation": name}, GC_PAUSES.total_seconds[g]) for name, g in GC_GENERATIONS]),
-            Family("vigil_worker_ready", "gauge", "1 when /readyz answers 200", [({}, 0 if not_ready() else 1)]),
-        ]
-
-    def input_lag() -> list[tuple[dict[str, str], float]]:
-        # The consumer's last known high watermark (from its fetches) less the next offset to take.
-        consumer: Any = app.consumer
-        read = consumer._read_offset
-        out: list[tuple[dict[str, str], float]] = []
-        for tp in sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition)):
-            if tp.topic not in states_of:
-                continue  # a changelog
-            end, last = consumer.highwater(tp), read.get(tp)
-            if end is not None and last is not None:
-                out.append(({"topic": tp.topic, "partition": str(tp.partition)}, max(end - last - 1, 0)))
-        return out
+        return worker_families(taken_by_topic, counters, sink_stats() or SinkStats(),
+                               {"vitals": vitals_states, "ecg": ecg_states}, GC_PAUSES,
+                               input_lag(app.consumer, states_of), not_ready(app, sink_stats()) is None)
 
     @app.task  # type: ignore[untyped-decorator]
     async def serve_metrics() -> None:
         if cfg.metrics_port is None:
             return
-        server = MetricsServer(collect, not_ready)
+        server = MetricsServer(collect, lambda: not_ready(app, sink_stats()))
         port = await server.start(cfg.metrics_host, cfg.metrics_port)
         log.warning("metrics on http://%s:%d/metrics (and /healthz, /readyz)", cfg.metrics_host, port)
         try:
