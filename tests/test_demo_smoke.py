@@ -73,6 +73,16 @@ def test_make_demo_streams_vitals_and_an_alarm_to_a_websocket_client(tmp_path: P
         alarms = events.get("AlertRaised", [])
         assert alarms, f"no alarm within the time limit; got {sorted(events)}"
         assert alarms[0]["payload"]["patient_id"] == "p0001"
+        # The worker's own figures, at the address the demo printed.
+        (metrics_url,) = [m.group(1) for line in lines if (m := re.search(r"Worker metrics: (http://\S+)", line))]
+        with urllib.request.urlopen(metrics_url, timeout=10) as reply:
+            text = reply.read().decode()
+        taken = re.findall(r'^vigil_worker_messages_total\{topic="[^"]+\.(ecg|vitals)"\} (\d+)$', text, re.MULTILINE)
+        assert {topic for topic, n in taken if int(n) > 0} == {"ecg", "vitals"}, text
+        timed = re.search(r"^vigil_worker_alarm_latency_seconds_count (\d+)$", text, re.MULTILINE)
+        assert timed is not None and int(timed.group(1)) >= 1, text
+        with urllib.request.urlopen(metrics_url.replace("/metrics", "/readyz"), timeout=10) as reply:
+            assert reply.read() == b"ready\n"
         print(f"demo: URL after {url_after:.1f} s; first alarm seen after {time.monotonic() - started:.1f} s")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -108,12 +108,15 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
         port = settings.gateway_port
         if port == 0 or (port_open(settings.gateway_host, port) and "VIGIL_GATEWAY_PORT" not in os.environ):
             port = free_port(settings.gateway_host)
+        # The worker's /metrics, /healthz and /readyz (`streams.metrics`), on a port of its own.
+        metrics_port = settings.worker_metrics_port or free_port(settings.worker_metrics_host)
         env = dict(os.environ) | {
             "VIGIL_KAFKA_URL": kafka_url,
             "VIGIL_DATABASE_URL": database_url,
             "VIGIL_TOPIC_PREFIX": prefix,
             "VIGIL_KAFKA_EMBEDDED": "1" if embedded else "0",
             "VIGIL_GATEWAY_PORT": str(port),
+            "VIGIL_WORKER_METRICS_PORT": str(metrics_port),
             # The demo page fetches a token from the gateway (loopback only) instead of a login.
             "VIGIL_GATEWAY_DEMO": "1",
             "VIGIL_JWT_SECRET": os.environ.get("VIGIL_JWT_SECRET") or secrets.token_urlsafe(32),
@@ -132,6 +135,7 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
         url = f"http://{settings.gateway_host}:{port}/"
         wait_until("gateway", lambda: _healthy(url + "healthz"), 60, children[1])
         _say(f"Vigil demo: {patients} simulated patients -> Kafka -> Faust worker -> PostgreSQL -> WebSocket")
+        _say(f"Worker metrics: http://{settings.worker_metrics_host}:{metrics_port}/metrics")
         _say(f"Dashboard: {url}")
         _say(f"Logs: {logs}   (Ctrl-C to stop)")
         started = time.monotonic()
