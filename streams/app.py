@@ -545,7 +545,12 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         if cfg.metrics_port is None:
             return
         server = MetricsServer(collect, lambda: not_ready(app, sink_stats()))
-        port = await server.start(cfg.metrics_host, cfg.metrics_port)
+        try:
+            port = await server.start(cfg.metrics_host, cfg.metrics_port)
+        except OSError as e:  # (a port taken, say) the patients come first: go on without metrics
+            log.error("cannot serve metrics on %s:%d: %s; the worker runs on without them", cfg.metrics_host,
+                      cfg.metrics_port, e)
+            return
         log.warning("metrics on http://%s:%d/metrics (and /healthz, /readyz)", cfg.metrics_host, port)
         try:
             await asyncio.Event().wait()  # until the worker stops (its tasks are cancelled)

@@ -1,6 +1,7 @@
 """The worker's figures for operators, over HTTP.
 
-    GET /metrics   the counters and gauges below, in Prometheus' text format (0.0.4)
+    GET /metrics   its counters, gauges and histograms (`streams.worker_metrics`), in
+                   Prometheus' text format (0.0.4)
     GET /healthz   200 while the event loop answers (a stuck loop times out)
     GET /readyz    200 once the worker has joined its group and recovered its tables,
                    while the event store takes its writes; else 503 and the reason

@@ -50,12 +50,12 @@ HR_LIMIT = 130
 
 def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, group: str,
                  state_dir: Path, partitions: int | None = None, store: str = "memory",
-                 metrics: bool = False) -> ManagedProcess:
+                 metrics_port: int | None = None) -> ManagedProcess:
     """``vigil worker`` as a child process, configured through ``VIGIL_*`` variables
     (and ``--partitions`` when given: it must match the input topics). Each worker
     gets its own state folder: workers of one group on one machine must not share
-    Faust's data folder. ``store``: ``VIGIL_WORKER_STORE``. ``metrics``: serve
-    /metrics on a free port (`metrics_port` reads it from the log)."""
+    Faust's data folder. ``store``: ``VIGIL_WORKER_STORE``. ``metrics_port``: serve
+    /metrics there (0: any free port; `metrics_port` reads it from the log)."""
     env = dict(os.environ) | {
         "VIGIL_WORKER_STORE": store,
         "VIGIL_KAFKA_URL": f"kafka://{bootstrap}",
@@ -65,7 +65,7 @@ def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, g
         "VIGIL_WORKER_GROUP": group,
         "VIGIL_STATE_DIR": str(state_dir),
         "VIGIL_HR_HIGH_LIMIT": str(HR_LIMIT),
-    } | ({"VIGIL_WORKER_METRICS_PORT": "0"} if metrics else {})
+    } | ({} if metrics_port is None else {"VIGIL_WORKER_METRICS_PORT": str(metrics_port)})
     args = [] if partitions is None else ["--partitions", str(partitions)]
     return ManagedProcess.start("worker", [sys.executable, "-m", "vigil", "worker", *args], log, env=env)
 

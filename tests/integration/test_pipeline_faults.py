@@ -281,10 +281,10 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
     feed = WardFeed(apache_kafka, topics, PATIENTS, pace=3.0)
     workers: list[ManagedProcess] = []
 
-    def worker(db: str, run: str, metrics: bool = False) -> ManagedProcess:
+    def worker(db: str, run: str, metrics_port: int | None = None) -> ManagedProcess:
         workers.append(start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{run}.log",
                                     group=f"{topic_prefix}-{run}", state_dir=tmp_path / "state" / run,
-                                    metrics=metrics))
+                                    metrics_port=metrics_port))
         return workers[-1]
 
     try:
@@ -292,7 +292,7 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
             await migrate(undisturbed_db, pg.url)
             feed.start()
             single = worker(undisturbed_db, "a")
-            hurt = worker(pg.url, "b", metrics=True)
+            hurt = worker(pg.url, "b", metrics_port=0)
             await wait_for(pg.url, lambda v, w: v >= 5 * PATIENTS, 120, hurt)
             port = await metrics_port(hurt)
             readiness = [await http_get(port, "/readyz")]

@@ -492,7 +492,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
     await migrate(database_url)
     group = f"{topic_prefix}-fuzz"
     worker = start_worker(apache_kafka, database_url, topic_prefix, tmp_path / "worker.log", group=group,
-                          state_dir=tmp_path / "state", metrics=True)
+                          state_dir=tmp_path / "state", metrics_port=0)
     try:
         producer = AIOKafkaProducer(bootstrap_servers=apache_kafka, acks="all", enable_idempotence=True,
                                     linger_ms=20, max_request_size=1_048_576)

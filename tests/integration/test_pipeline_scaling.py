@@ -43,7 +43,7 @@ from tests.integration.pipeline_helpers import (
     wait_for,
     wait_until,
 )
-from vigil.services.process import ManagedProcess
+from vigil.services.process import ManagedProcess, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -103,9 +103,14 @@ async def test_workers_joining_and_leaving_lose_and_duplicate_nothing(
     feed = WardFeed(apache_kafka, topics, PATIENTS, pace=PACE)
     workers: list[ManagedProcess] = []
 
+    # Run B's workers are all given one metrics port: the first to start serves it, and
+    # the others, finding it taken, must work on without metrics.
+    shared_port = free_port()
+
     def worker(db: str, group: str, name: str) -> ManagedProcess:
         w = start_worker(apache_kafka, db, topic_prefix, tmp_path / f"{name}.log", group=group,
-                         state_dir=tmp_path / name, partitions=PARTITIONS)
+                         state_dir=tmp_path / name, partitions=PARTITIONS,
+                         metrics_port=shared_port if name.startswith("b") else None)
         workers.append(w)
         return w
 
@@ -175,3 +180,6 @@ async def test_workers_joining_and_leaving_lose_and_duplicate_nothing(
     # period, not its SIGKILL fallback.
     tail = [line[:300] for line in w1.log_tail(5).splitlines()]
     assert left != -signal.SIGKILL, f"w1 did not exit on SIGTERM within 15 s; its log ends: {tail}"
+    served = [w.log_path.read_text(errors="replace") for w in (w1, w2, w3)]
+    assert f":{shared_port}/metrics" in served[0]
+    assert all(f"cannot serve metrics on 127.0.0.1:{shared_port}" in log for log in served[1:])
