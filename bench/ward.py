@@ -76,7 +76,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -99,6 +98,8 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from event_store.postgres import PostgresRecorder  # noqa: E402
 from streams.gc_pauses import summed_reports  # noqa: E402
+from streams.metrics import parse, serving_port  # noqa: E402
+from streams.sink import ALARM_EVENTS  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
 from streams.vitals_codec import encode_vitals  # noqa: E402
 from streams.ward import SimulatedWard, publish_ward, send_second  # noqa: E402
@@ -428,7 +429,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         rows = conn.execute(
             "SELECT event_type, extract(epoch FROM recorded_at - occurred_at) * 1000 FROM events "
             "WHERE occurred_at >= to_timestamp(%s)", (start_us / 1e6 + warmup,)).fetchall()
-    alarm = [float(ms) for kind, ms in rows if kind in ("AlertRaised", "AlertResolved", "AlertEscalated")]
+    alarm = [float(ms) for kind, ms in rows if kind in ALARM_EVENTS]
     every = [float(ms) for _, ms in rows]
     lags = [lags_at[t] for t in sorted(lags_at)]
     after_crash.sort()
@@ -461,13 +462,12 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
 def alarm_buckets(log: Path) -> dict[float, float] | None:
     """The worker's alarm latency histogram from its /metrics (cumulative counts by
     bound, +Inf included), or None if its log names no metrics port."""
-    ports = re.findall(r"metrics on http://[^:]+:(\d+)/metrics", log.read_text(errors="replace"))
-    if not ports:
+    port = serving_port(log.read_text(errors="replace"))
+    if port is None:
         return None
-    with urllib.request.urlopen(f"http://127.0.0.1:{ports[-1]}/metrics", timeout=10) as answer:
-        text = answer.read().decode()
-    found = re.findall(r'^vigil_worker_alarm_latency_seconds_bucket\{le="([^"]+)"\} (\S+)$', text, re.MULTILINE)
-    return {float(le.replace("+Inf", "inf")): float(count) for le, count in found}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        buckets = parse(answer.read().decode())["vigil_worker_alarm_latency_seconds_bucket"]
+    return {float(dict(labels)["le"]): count for labels, count in buckets.items()}
 
 
 def report_alarm_metric(before: dict[float, float] | None, after: dict[float, float] | None,

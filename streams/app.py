@@ -71,7 +71,7 @@ from streams.fhir import decode_fhir
 from streams.gc_pauses import GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
 from streams import recovery_watchdog
-from streams.metrics import Family, HistogramFamily, MetricsServer
+from streams.metrics import SERVING, Family, HistogramFamily, MetricsServer
 from streams.sink import BatchingSink, SinkItem, SinkStats
 from streams.worker_metrics import input_lag, not_ready, worker_families
 from streams.states import CHECKPOINT_INTERVAL_S, PatientStates
@@ -551,7 +551,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             log.error("cannot serve metrics on %s:%d: %s; the worker runs on without them", cfg.metrics_host,
                       cfg.metrics_port, e)
             return
-        log.warning("metrics on http://%s:%d/metrics (and /healthz, /readyz)", cfg.metrics_host, port)
+        log.warning(SERVING, cfg.metrics_host, port)
         try:
             await asyncio.Event().wait()  # until the worker stops (its tasks are cancelled)
         finally:

@@ -47,10 +47,10 @@ class GcPauses:
     how many and their seconds in all (``total_count``, ``total_seconds``)."""
 
     def __init__(self) -> None:
-        self.count = [0, 0, 0]
-        self.longest = [0.0, 0.0, 0.0]
         self.total_count = [0, 0, 0]
         self.total_seconds = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._counted = [0, 0, 0]  # total_count at the last take
         self._started = 0.0
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
@@ -59,7 +59,6 @@ class GcPauses:
             return
         generation = info["generation"]
         pause = time.perf_counter() - self._started
-        self.count[generation] += 1
         self.longest[generation] = max(self.longest[generation], pause)
         self.total_count[generation] += 1
         self.total_seconds[generation] += pause
@@ -73,9 +72,9 @@ class GcPauses:
 
     def take(self) -> tuple[list[int], list[float]]:
         """(counts, longest pauses) since the last call, by generation; then start afresh."""
-        out = (self.count, self.longest)
-        self.count, self.longest = [0, 0, 0], [0.0, 0.0, 0.0]
-        return out
+        counts = [total - before for total, before in zip(self.total_count, self._counted, strict=True)]
+        longest, self.longest, self._counted = self.longest, [0.0, 0.0, 0.0], list(self.total_count)
+        return counts, longest
 
 
 def report_line(counts: list[int], longest: list[float]) -> str:

@@ -26,11 +26,13 @@ import bisect
 import contextlib
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 
-__all__ = ["CONTENT_TYPE", "MAX_HEAD_BYTES", "READ_TIMEOUT_S", "Family", "Histogram", "HistogramFamily", "MetricsServer",
-           "render"]
+__all__ = ["CONTENT_TYPE", "MAX_HEAD_BYTES", "READ_TIMEOUT_S", "SERVING", "Family", "Histogram", "HistogramFamily",
+           "MetricsServer", "parse", "render", "serving_port"]
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +129,35 @@ def render(families: Iterable[Family | HistogramFamily]) -> str:
     return "\n".join(line for f in families for line in f.lines()) + "\n"
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+Samples = dict[str, dict[frozenset[tuple[str, str]], float]]
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_UNESCAPE = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
+def parse(text: str) -> Samples:
+    """`render`'s text read back (for the tests and bench/ward.py): sample name (with
+    its ``_bucket``/``_sum``/``_count`` suffix) -> label set -> value."""
+    out: Samples = {}
+    for line in text.splitlines():
+        found = _LINE.match(line)
+        if found is None:
+            continue  # HELP, TYPE, blank
+        name, labels, value = found.groups()
+        pairs = frozenset((k, re.sub(r"\\.", lambda m: _UNESCAPE[m.group(0)], v))
+                          for k, v in _LABEL.findall(labels or ""))
+        out.setdefault(name, {})[pairs] = float(value)
+    return out
+
+
+SERVING = "metrics on http://%s:%d/metrics (and /healthz, /readyz)"
+"""The line the worker logs once it serves (host, port)."""
+
+
+def serving_port(log_text: str) -> int | None:
+    """The port of the last `SERVING` line in a worker's log, or None."""
+    ports = re.findall(r"metrics on http://[^ ]+:(\d+)/metrics \(and", log_text)
+    return int(ports[-1]) if ports else None
 
 
 class MetricsServer:
@@ -159,7 +189,7 @@ class MetricsServer:
                 return  # too long (the reader's limit is MAX_HEAD_BYTES), cut short, or too slow
             status, body, content_type, is_head = self._respond(head)
             data = body.encode()
-            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
+            writer.write(f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: {content_type}\r\n"
                          f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
                          + (b"" if is_head else data))
             await writer.drain()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import sys
 import time
 from collections import Counter
@@ -32,6 +31,7 @@ from aiokafka.structs import TopicPartition
 from event_store.postgres import PostgresRecorder
 from streams.app import CHANGELOG_CONFIG
 from streams.ecg_pipeline import SUMMARY_S, first_summary_s
+from streams.metrics import serving_port
 from streams.topics import TopicNames
 from streams.ward import SimulatedWard
 from tests.conftest import scratch_database
@@ -39,7 +39,7 @@ from vigil.services.process import ManagedProcess
 
 __all__ = [
     "WARD_START_US", "StoreContents", "WardFeed", "assert_same_store", "caught_up", "committed_offsets", "contents",
-    "create_topics", "faust_topics", "group_members", "http_get", "metrics_port", "migrate", "parse_metrics", "progress",
+    "create_topics", "faust_topics", "group_members", "http_get", "metrics_port", "migrate", "progress",
     "scratch_database", "start_worker", "stop_all", "wait_for", "wait_until",
 ]
 
@@ -72,15 +72,9 @@ def start_worker(bootstrap: str, database_url: str, prefix: str, log: Path, *, g
 
 async def metrics_port(worker: ManagedProcess, timeout: float = 60.0) -> int:
     """The port of ``worker``'s metrics server, from the line its log gives it on."""
-    found: list[int] = []
-
-    def logged() -> bool:
-        found[:] = [int(m) for m in re.findall(r"metrics on http://[^:]+:(\d+)/metrics",
-                                               worker.log_path.read_text(errors="replace"))]
-        return bool(found)
-
-    await wait_until("the worker's metrics server", logged, timeout, worker)
-    return found[-1]
+    port: int = await wait_until("the worker's metrics server",
+                                 lambda: serving_port(worker.log_path.read_text(errors="replace")), timeout, worker)
+    return port
 
 
 async def http_get(port: int, path: str) -> tuple[int, str]:
@@ -93,19 +87,6 @@ async def http_get(port: int, path: str) -> tuple[int, str]:
         writer.close()
     head, _, body = answer.partition("\r\n\r\n")
     return int(head.split(" ")[1]), body
-
-
-def parse_metrics(text: str) -> dict[str, dict[frozenset[tuple[str, str]], float]]:
-    """Samples of a /metrics text by name, then by label set (label values plain: no escapes)."""
-    out: dict[str, dict[frozenset[tuple[str, str]], float]] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        series, value = line.rsplit(" ", 1)
-        name, _, labels = series.partition("{")
-        pairs = frozenset(tuple(p.split("=", 1)) for p in re.findall(r'[a-z_]+="[^"]*"', labels))
-        out.setdefault(name, {})[frozenset((k, v.strip('"')) for k, v in pairs)] = float(value)
-    return out
 
 
 async def stop_all(workers: Sequence[ManagedProcess]) -> None:

@@ -28,6 +28,7 @@ from aiokafka.structs import TopicPartition
 from detectors.beat_classifier import shared_classifier
 from streams.states import CHECKPOINT_INTERVAL_S
 from streams.topics import TopicNames
+from streams.metrics import parse
 from tests.integration.pipeline_helpers import (
     WardFeed,
     caught_up,
@@ -38,7 +39,6 @@ from tests.integration.pipeline_helpers import (
     http_get,
     metrics_port,
     migrate,
-    parse_metrics,
     progress,
     same_stores,
     scratch_database,
@@ -301,7 +301,7 @@ async def test_database_down_for_20_s_holds_back_and_catches_up(
             down_from = feed.seconds
             await asyncio.sleep(15)
             readiness.append(await http_get(port, "/readyz"))
-            retries_while_down = parse_metrics((await http_get(port, "/metrics"))[1])["vigil_worker_sink_retries_total"]
+            retries_while_down = parse((await http_get(port, "/metrics"))[1])["vigil_worker_sink_retries_total"]
             await asyncio.sleep(5)
             down_until = feed.seconds
             pg = await asyncio.to_thread(PostgresCluster.start, pg_home / "pg", port=pg.port, database="vigil",

@@ -49,12 +49,12 @@ from streams.fhir import decode_fhir
 from streams.topics import TopicNames
 from streams.vitals_codec import VITAL_RANGES, Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef
+from streams.metrics import parse
 from tests.integration.pipeline_helpers import (
     create_topics,
     http_get,
     metrics_port,
     migrate,
-    parse_metrics,
     start_worker,
     wait_until,
 )
@@ -556,7 +556,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
     # reason, the events and waveform rows the store holds; nothing left on the broker.
     (status, text), healthz, readyz = scraped
     assert status == 200 and healthz == (200, "ok\n") and readyz == (200, "ready\n"), (status, healthz, readyz)
-    figures = parse_metrics(text)
+    figures = parse(text)
 
     def by(name: str, label: str) -> dict[str, float]:
         return {dict(labels)[label]: value for labels, value in figures[name].items()}

@@ -12,7 +12,17 @@ from collections.abc import Iterable
 import pytest
 
 from streams import metrics
-from streams.metrics import CONTENT_TYPE, Family, Histogram, HistogramFamily, MetricsServer, render
+from streams.metrics import (
+    CONTENT_TYPE,
+    SERVING,
+    Family,
+    Histogram,
+    HistogramFamily,
+    MetricsServer,
+    parse,
+    render,
+    serving_port,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,6 +75,23 @@ async def test_a_histogram_is_exposed_as_cumulative_buckets_sum_and_count() -> N
     for bad in ([], [1, 1], [2, 1]):
         with pytest.raises(ValueError, match="increasing"):
             Histogram(bad)
+
+
+async def test_the_text_reads_back_and_the_serving_line_gives_the_port() -> None:
+    h = Histogram([0.5])
+    h.observe(0.2)
+    figures = parse(render([*families(), HistogramFamily("lat_seconds", "Latency", [({"stage": "a"}, h)])]))
+    assert figures["vigil_worker_messages_total"] == {frozenset({("topic", "w.ecg")}): 12,
+                                                      frozenset({("topic", "w.vitals")}): 3}
+    assert "vigil_worker_dead_letters_total" not in figures  # no samples
+    odd = figures["odd_labels"]
+    assert odd[frozenset({("reason", 'say "hi"\\\n')})] == 0.25 and math.isnan(odd[frozenset()])
+    assert odd[frozenset({("a", "b")})] == math.inf and odd[frozenset({("a", "c")})] == 2.0**60
+    assert figures["lat_seconds_bucket"] == {frozenset({("stage", "a"), ("le", "0.5")}): 1,
+                                             frozenset({("stage", "a"), ("le", "+Inf")}): 1}
+    assert figures["lat_seconds_count"] == {frozenset({("stage", "a")}): 1}
+    log = "\n".join(["start", SERVING % ("127.0.0.1", 4711), "later", SERVING % ("0.0.0.0", 9464), "end"])
+    assert serving_port(log) == 9464 and serving_port("no server here") is None
 
 
 async def test_a_family_is_a_counter_or_a_gauge() -> None:
