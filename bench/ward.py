@@ -29,6 +29,10 @@ Printed per N:
                and no --crash-at, also the share of alarms within 0.1 / 0.5 / 1 s by the
                worker's own /metrics (`streams.metrics`, scraped as the measure starts and
                ends) beside the same shares from the store
+  event loop   (with those scrapes) how late the worker's event loop woke a probe due
+               every 50 ms (`streams.loop_delay`): what a message arriving then waited
+               before the worker could look at it; the share within 10 / 50 / 250 ms
+               and 1 s (a chunk's worth), and the bucket of the longest
   host speed   seconds a fixed pure-Python loop (`host_speed`) took just before and just
                after the run, while nothing else of the benchmark ran: on this shared
                host such a loop ran up to 2.7 times faster on one day than on another
@@ -75,6 +79,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import sys
@@ -390,7 +395,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
                 cpu0, busy0, t_measure = [worker_cpu(w.pid) for w in procs], machine_busy(), time.monotonic()
                 machine_cpu.start()
                 if scrape:
-                    buckets0 = await asyncio.to_thread(alarm_buckets, procs[0].log_path)
+                    buckets0 = await asyncio.to_thread(worker_histograms, procs[0].log_path)
             if t == crash_t:
                 # kill -9 mid-run, and start a new worker at once (as a supervisor would).
                 cpu_killed = worker_cpu(procs[0].pid) - cpu0[0]
@@ -404,7 +409,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
             await asyncio.sleep(max(0.0, began + t + 1 - time.monotonic()))
         elapsed = time.monotonic() - t_measure
         if scrape:
-            buckets1 = await asyncio.to_thread(alarm_buckets, procs[0].log_path)
+            buckets1 = await asyncio.to_thread(worker_histograms, procs[0].log_path)
         used = [worker_cpu(w.pid) - c for w, c in zip(procs, cpu0, strict=True)]  # (all threads, main thread)
         used[0] = used[0] + cpu_killed
         busy1 = machine_busy()
@@ -446,6 +451,7 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
     print(f"         alarm events: {pct(alarm)}")
     if scrape:
         report_alarm_metric(buckets0, buckets1, alarm)
+        report_loop_delay(buckets0, buckets1)
     print(f"         all events  : {pct(every)}", flush=True)
     print(f"         gc pauses   : {gc_line}")
     by_type: dict[str, list[float]] = {}
@@ -459,32 +465,59 @@ async def run_one(bootstrap: str, server_url: str, services: dict[str, int], pat
         print(f"         no events stored; worker log:\n{log_tail}")
 
 
-def alarm_buckets(log: Path) -> dict[float, float] | None:
-    """The worker's alarm latency histogram from its /metrics (cumulative counts by
-    bound, +Inf included), or None if its log names no metrics port."""
+ALARM_HISTOGRAM = "vigil_worker_alarm_latency_seconds_bucket"
+LOOP_HISTOGRAM = "vigil_worker_event_loop_delay_seconds_bucket"
+Buckets = dict[str, dict[float, float]]
+
+
+def worker_histograms(log: Path) -> Buckets | None:
+    """The worker's alarm latency and event loop delay histograms from its /metrics
+    (metric -> cumulative count by bound, +Inf included), or None if its log names no
+    metrics port."""
     port = serving_port(log.read_text(errors="replace"))
     if port is None:
         return None
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-        buckets = parse(answer.read().decode())["vigil_worker_alarm_latency_seconds_bucket"]
-    return {float(dict(labels)["le"]): count for labels, count in buckets.items()}
+        figures = parse(answer.read().decode())
+    return {name: {float(dict(labels)["le"]): count for labels, count in figures[name].items()}
+            for name in (ALARM_HISTOGRAM, LOOP_HISTOGRAM)}
 
 
-def report_alarm_metric(before: dict[float, float] | None, after: dict[float, float] | None,
-                        alarm_ms: list[float]) -> None:
+def report_alarm_metric(before: Buckets | None, after: Buckets | None, alarm_ms: list[float]) -> None:
     """The worker's own alarm latency over the measured part (two scrapes of its
     /metrics: alarms committed in between), beside the store's (alarms that occurred
     in it; recorded_at, when their batch began, rather than its commit)."""
     if before is None or after is None:
         print("         worker /metrics: not found in its log")
         return
-    n = after[float("inf")] - before[float("inf")]
+    first, last = before[ALARM_HISTOGRAM], after[ALARM_HISTOGRAM]
+    n = last[float("inf")] - first[float("inf")]
     bounds = (0.1, 0.5, 1.0)
-    share = [100 * (after[b] - before[b]) / n if n else float("nan") for b in bounds]
+    share = [100 * (last[b] - first[b]) / n if n else float("nan") for b in bounds]
     store = [100 * sum(ms <= 1000 * b for ms in alarm_ms) / len(alarm_ms) if alarm_ms else float("nan")
              for b in bounds]
     print(f"         alarms, worker /metrics: {n:.0f}, within 0.1 / 0.5 / 1 s: {share[0]:.1f} / {share[1]:.1f} / "
           f"{share[2]:.1f} % (store: {len(alarm_ms)}, {store[0]:.1f} / {store[1]:.1f} / {store[2]:.1f} %)")
+
+
+def report_loop_delay(before: Buckets | None, after: Buckets | None) -> None:
+    """The worker's event loop delay over the measured part (`streams.loop_delay`):
+    the share of its probe's wake-ups within 10 / 50 / 250 ms and 1 s (a chunk), and
+    the bucket of the longest."""
+    if before is None or after is None:
+        return
+    first, last = before[LOOP_HISTOGRAM], after[LOOP_HISTOGRAM]
+    counts = {b: last[b] - first[b] for b in last}
+    n = counts[float("inf")]
+    if not n:
+        return
+    shares = " / ".join(f"{100 * counts[b] / n:.1f}" for b in (0.01, 0.05, 0.25, 1.0))
+    bounds = sorted(counts)
+    top = next(b for b in bounds if counts[b] == n)
+    below = max((b for b in bounds if b < top), default=0.0)
+    longest = f"over {1000 * below:g}" if math.isinf(top) else f"{1000 * below:g}-{1000 * top:g}"
+    print(f"         event loop  : {n:.0f} probe wake-ups, within 10 / 50 / 250 / 1,000 ms late: {shares} %; "
+          f"longest delay {longest} ms")
 
 
 def report_crash(url: str, start_us: int, crash_t: int, behind: list[tuple[int, float]]) -> None:

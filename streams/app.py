@@ -70,6 +70,8 @@ from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
 from streams.fhir import decode_fhir
 from streams.gc_pauses import GcPauses, freeze_startup_heap, report_line
 from streams.kafka_consumer import consumer_class
+from streams.loop_delay import CHUNK_S, LoopDelay
+from streams.loop_delay import report_line as loop_report_line
 from streams import recovery_watchdog
 from streams.metrics import SERVING, Family, HistogramFamily, MetricsServer
 from streams.sink import BatchingSink, SinkItem, SinkStats
@@ -532,12 +534,18 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     async def watch_recovery() -> None:
         await recovery_watchdog.watch(app)  # a changelog that never arrives means a rejoin
 
+    loop_delay = LoopDelay()
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_loop() -> None:
+        await loop_delay.run()
+
     def sink_stats() -> SinkStats | None:
         return sink["main"].stats if "main" in sink else None  # (opened by the first message)
 
     def collect() -> list[Family | HistogramFamily]:
         return worker_families(taken_by_topic, counters, sink_stats() or SinkStats(),
-                               {"vitals": vitals_states, "ecg": ecg_states}, GC_PAUSES,
+                               {"vitals": vitals_states, "ecg": ecg_states}, GC_PAUSES, loop_delay.histogram,
                                input_lag(app.consumer, states_of), not_ready(app, sink_stats()) is None)
 
     @app.task  # type: ignore[untyped-decorator]
@@ -575,6 +583,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         counts, longest = GC_PAUSES.take()
         # A pause holds every message being processed: at WARNING from 100 ms.
         log.log(logging.WARNING if max(longest) >= 0.1 else logging.INFO, "%s", report_line(counts, longest))
+        # A loop held for longer than a chunk held every patient that long: at WARNING.
+        delay = loop_delay.take()
+        log.log(logging.WARNING if delay > CHUNK_S else logging.INFO, "%s",
+                loop_report_line(delay, loop_delay.over(CHUNK_S)))
 
     return app
 

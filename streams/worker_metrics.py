@@ -9,7 +9,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from streams.gc_pauses import GC_GENERATIONS, GcPauses
-from streams.metrics import Family, HistogramFamily
+from streams.metrics import Family, Histogram, HistogramFamily
 from streams.sink import SinkStats
 
 __all__ = ["input_lag", "not_ready", "worker_families"]
@@ -58,9 +58,10 @@ def input_lag(consumer: Any, input_topics: Collection[str]) -> Samples:
 
 
 def worker_families(taken: Mapping[str, int], dead_letters: Mapping[str, int], sink: SinkStats,
-                    states: Mapping[str, StateCounts], gc: GcPauses, lag: Samples,
+                    states: Mapping[str, StateCounts], gc: GcPauses, loop_delay: Histogram, lag: Samples,
                     ready: bool) -> list[Family | HistogramFamily]:
-    """``taken``: messages the agents took, by topic; ``states``: the patient tables by name."""
+    """``taken``: messages the agents took, by topic; ``states``: the patient tables by
+    name; ``loop_delay``: `streams.loop_delay.LoopDelay`'s."""
 
     def counter(name: str, help_: str, value: float) -> Family:
         return Family(name, "counter", help_, [({}, value)])
@@ -98,5 +99,8 @@ def worker_families(taken: Mapping[str, int], dead_letters: Mapping[str, int], s
                per_generation(gc.total_count)),
         Family("vigil_worker_gc_pause_seconds_total", "counter", "Seconds the collector held the worker, by generation",
                per_generation(gc.total_seconds)),
+        HistogramFamily("vigil_worker_event_loop_delay_seconds", "How late the event loop woke a probe due "
+                        "every 50 ms: what a message arriving then waited before the worker could look at it",
+                        [({}, loop_delay)]),
         Family("vigil_worker_ready", "gauge", "1 when /readyz answers 200", [({}, 1 if ready else 0)]),
     ]

@@ -23,6 +23,7 @@ import json
 import math
 import struct
 import sys
+import time
 import warnings
 import zlib
 from collections import Counter, defaultdict
@@ -46,6 +47,7 @@ from streams.dead_letter import MAX_DEAD_LETTER_PAYLOAD_BYTES, decode_dead_lette
 from streams.ecg_codec import MAX_SAMPLES, decode_ecg_chunk
 from streams.ecg_pipeline import EcgPatient, process_chunk
 from streams.fhir import decode_fhir
+from streams.loop_delay import PROBE_INTERVAL_S
 from streams.topics import TopicNames
 from streams.vitals_codec import VITAL_RANGES, Rejected, Vitals, decode_vitals
 from streams.vitals_pipeline import SourceRef
@@ -491,6 +493,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
                                        topics.dead_letter: 1})
     await migrate(database_url)
     group = f"{topic_prefix}-fuzz"
+    started = time.monotonic()
     worker = start_worker(apache_kafka, database_url, topic_prefix, tmp_path / "worker.log", group=group,
                           state_dir=tmp_path / "state", metrics_port=0)
     try:
@@ -517,6 +520,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
         assert worker.running(), worker.log_tail()
         port = await metrics_port(worker)
         scraped = [await http_get(port, path) for path in ("/metrics", "/healthz", "/readyz")]
+        lifetime = time.monotonic() - started
     finally:
         worker.kill()  # the store is final; how the worker shuts down is not under test here
     log = worker.log_path.read_text(errors="replace")
@@ -574,6 +578,11 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
     lag = figures["vigil_worker_input_lag_messages"]
     assert len(lag) == 3 * PARTITIONS and set(lag.values()) == {0}, lag
     assert min(by("vigil_worker_patient_states", "table").values()) > 0
+    # The event loop's probe ran all along: a wake-up every 50 ms at most, and more
+    # than one per 2 s of the worker's life, start-up included (a loose floor: a probe
+    # that stopped, or a loop held for seconds on end, falls below it).
+    probes = figures["vigil_worker_event_loop_delay_seconds_count"][frozenset()]
+    assert lifetime / 2 < probes <= lifetime / PROBE_INTERVAL_S, (probes, lifetime)
 
     kinds = Counter(("stored" if f[0] == "stored" else "dead") + "/" + k[0].rsplit(".", 1)[1]
                     for k, f in actual.items())

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 from streams.gc_pauses import GcPauses
+from streams.loop_delay import LoopDelay
 from streams.metrics import render
 from streams.sink import SinkStats
 from streams.worker_metrics import input_lag, not_ready, worker_families
@@ -62,8 +63,12 @@ def test_the_families_carry_the_workers_counts() -> None:
     sink.alarm_latency.observe(0.2)
     gc = GcPauses()
     gc.total_count, gc.total_seconds = [5, 2, 1], [0.05, 0.04, 0.1]
+    delay = LoopDelay()
+    for seconds in (0.0005, 0.0005, 0.03, 1.2):
+        delay.observe(seconds)
     families = worker_families({"w.vitals": 40, "w.ecg": 30}, {"malformed_json": 3},
                                sink, {"vitals": states(4, 1, 0, 20), "ecg": states(6, 0, 2, 19)}, gc,
+                               delay.histogram,
                                [({"topic": "w.ecg", "partition": "1"}, 239.0)], ready=False)
     names = [f.name for f in families]
     assert len(names) == len(set(names))
@@ -79,5 +84,10 @@ def test_the_families_carry_the_workers_counts() -> None:
                  'vigil_worker_patient_states{table="ecg"} 19',
                  'vigil_worker_input_lag_messages{topic="w.ecg",partition="1"} 239',
                  'vigil_worker_gc_pauses_total{generation="full"} 1', 'vigil_worker_gc_pauses_total{generation="young"} 5',
-                 'vigil_worker_gc_pause_seconds_total{generation="full"} 0.1', "vigil_worker_ready 0"]:
+                 'vigil_worker_gc_pause_seconds_total{generation="full"} 0.1',
+                 'vigil_worker_event_loop_delay_seconds_bucket{le="0.001"} 2',
+                 'vigil_worker_event_loop_delay_seconds_bucket{le="0.05"} 3',
+                 'vigil_worker_event_loop_delay_seconds_bucket{le="1"} 3',
+                 'vigil_worker_event_loop_delay_seconds_bucket{le="2.5"} 4',
+                 "vigil_worker_event_loop_delay_seconds_count 4", "vigil_worker_ready 0"]:
         assert line in lines, line
