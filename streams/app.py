@@ -55,15 +55,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
 from detectors.alarm_limits import default_limits
-from detectors.alarms import AlarmEngine
 from detectors.beat_classifier import BeatClassifier, Variant, shared_classifier
 from event_store.events import NewEvent
-from event_store.exceptions import EventStoreError
 from event_store.postgres import PostgresRecorder
 from event_store.waveforms import WaveformStore
 from streams.dead_letter import DeadLetterSource, dead_letter_headers, encode_dead_letter
 from streams.ecg_codec import decode_ecg_chunk
-from streams.commands import apply_command, command_of
+from streams.command_follower import CommandFollower
 from streams.raw_schema import RawSchema
 from streams.ecg_pipeline import ENGINE
 from streams.ecg_pipeline import EcgPatient, process_chunk, warm_up, waveform_of
@@ -276,6 +274,9 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 sink["main"].start()
         return sink["main"]
 
+    # Vitals keys are "<source>/<patient>", ECG keys "<patient>/<lead>".
+    commands = CommandFollower(engine, the_sink, [(vitals_states, 1), (ecg_states, 0)])
+
     async def on_revoked(_: Any, revoked: set[Any], **__: Any) -> None:
         # The next owner must recover the newest state: make everything durable
         # (events, then dead letters), checkpoint it with the resume offsets, and
@@ -357,7 +358,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             vitals_states.covered(key, stream, event)  # already applied before a restart
             return
         if not vitals_states.holds(key):
-            await caught_up(vitals_states, key, msg.partition, state, readings[0].patient_id)
+            await commands.caught_up(vitals_states, key, msg.partition, state, readings[0].patient_id)
         new_events: list[NewEvent] = []
         for vitals in readings:
             ts_ms = round(vitals.occurred_at.timestamp() * 1000)
@@ -426,7 +427,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 ecg_states.covered(key, stream, event)  # already applied before a restart
                 continue
             if state is not None and not ecg_states.holds(key):  # (a new state has no alarms to catch up on)
-                await caught_up(ecg_states, key, msg.partition, state, chunk.patient_id)
+                await commands.caught_up(ecg_states, key, msg.partition, state, chunk.patient_id)
             source = SourceRef(msg.topic, msg.partition, msg.offset)
             try:
                 state, new_events = process_chunk(state, chunk, source, classifier)
@@ -439,79 +440,13 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 on_durable=ecg_states.durable(key, stream, event),
                 on_rejected=rejected_by_store(stream, event)))
 
-    async def give(states: PatientStates[Any], eng: AlarmEngine, patient: str, part: int, command: Any,
-                   event: Any) -> None:
-        for key, partition, state in states.keys_of(lambda k: k.split("/", 1)[part] == patient):
-            if event.position <= state.commands_through:
-                continue  # given already, when the state was caught up
-            new_events = given(eng, state, command, event, key)
-            await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
-
-    def given(eng: AlarmEngine, state: Any, command: Any, event: Any, key: str) -> list[NewEvent]:
-        """Give ``state`` (vitals or ECG) the command of log ``event``; the events it causes."""
-        state.alarms, new_events = apply_command(eng, state.alarms, command, event, key)
-        state.commands_through = event.position
-        return new_events
-
-    commands_lock = asyncio.Lock()  # the follower's hand-over and a state's catch-up, one at a time
-
-    async def caught_up(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
-        """Before ``key``'s state (restored from a checkpoint, or new) takes its first
-        message on this worker: give it the commands it has not had, those the care team
-        gave while no worker held it in memory (after its checkpoint, while a worker was
-        down or the partition moved). Commands sit in the ``limits-<patient>`` stream and
-        the ``alert-<id>`` stream of each alarm. Under the follower's lock, and the state
-        is held from then on, so a command comes either from here or from the follower."""
-        while True:
-            try:
-                async with commands_lock:
-                    await give_missed(states, key, partition, state, patient)
-                return
-            except EventStoreError as e:  # the database is down: this patient waits, as the sink would
-                log.warning("catching up %s on care-team commands: %s; retrying in 2 s", key, e)
-                await asyncio.sleep(2.0)
-
-    async def give_missed(states: PatientStates[Any], key: str, partition: int, state: Any, patient: str) -> None:
-        """`caught_up`'s work, under the lock: read, give in log order, hold the state."""
-        store = (await the_sink()).recorder
-        streams = [f"limits-{patient}", *(f"alert-{a.alert_id}" for a in state.alarms.alarms.values())]
-        missed: list[Any] = []
-        for name in streams:
-            missed += [e for e in await store.read_stream(name) if e.position > state.commands_through]
-        missed.sort(key=lambda e: e.position)
-        new_events: list[NewEvent] = []
-        for event in missed:
-            found = command_of(event)
-            if found is not None:
-                new_events += given(engine, state, found[1], event, key)
-            state.commands_through = event.position
-        if new_events:
-            await (await the_sink()).put(SinkItem(new_events, on_durable=states.changed(key, partition, state)))
-        else:
-            states.hold(key, partition, state)
-
     @app.task  # type: ignore[untyped-decorator]
     async def follow_commands() -> None:
         """Give the care team's commands (appended by the gateway) to the engines of the
         patients this worker holds; see `streams.commands`."""
         recorder = await PostgresRecorder.connect(cfg.database_url)
         try:
-            position = (await recorder.head()).position
-            while True:
-                try:
-                    async for event in recorder.subscribe(position):
-                        position = event.position
-                        found = command_of(event)
-                        if found is None:
-                            continue
-                        patient, command = found
-                        async with commands_lock:  # not while a state is being caught up
-                            # Keys: vitals "<source>/<patient>", ECG "<patient>/<lead>".
-                            await give(vitals_states, engine, patient, 1, command, event)
-                            await give(ecg_states, engine, patient, 0, command, event)
-                except EventStoreError as e:  # e.g. the database is down: resume from the last position read
-                    log.warning("following care-team commands: %s; retrying in 2 s", e)
-                    await asyncio.sleep(2.0)
+            await commands.follow(recorder)
         finally:
             await recorder.close()
 

@@ -13,7 +13,7 @@ acknowledgement): the command itself is already in the log, once, from the gatew
 Each patient state records the log position of the last command it was given
 (``commands_through``, in its checkpoint). The follower starts at the log's head, so
 a state that comes into a worker's memory (restored after a crash, a restart or a
-rebalance, or new) is first caught up (`streams.app`): the commands in its
+rebalance, or new) is first caught up (`streams.command_follower`): the commands in its
 ``limits-<patient>`` stream and in the ``alert-<id>`` stream of each of its alarms,
 after its position, are given to it in log order. So a command given while no
 worker held the patient, or after its last checkpoint, still reaches it, and none
