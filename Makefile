@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv lint clean test-tools
+.PHONY: demo test venv lint clean test-tools alerts-check
 
 demo: $(STAMP)
 	$(BIN)/vigil demo $(DEMO_ARGS)
@@ -37,6 +37,16 @@ test-tools:
 lint: $(STAMP)
 	$(BIN)/mypy
 
+# Optional, not part of `make test`: promtool (Prometheus' own rule checker) checks
+# deploy/prometheus/vigil-alerts.yml and runs its unit tests. The first run builds
+# promtool with Go into .tools/ (about 8 minutes and 2 GB of Go modules here).
+PROMTOOL := .tools/promtool
+$(PROMTOOL):
+	GOBIN=$(CURDIR)/.tools go install github.com/prometheus/prometheus/cmd/promtool@v0.316.0
+
+alerts-check: $(PROMTOOL)
+	cd deploy/prometheus && ../../$(PROMTOOL) check rules vigil-alerts.yml && ../../$(PROMTOOL) test rules vigil-alerts.test.yml
+
 venv: $(STAMP)
 
 # A virtualenv with every dependency pinned by constraints.txt. On Debian/Ubuntu,
@@ -52,4 +62,4 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 clean:
-	rm -rf $(VENV) .vigil
+	rm -rf $(VENV) .vigil .tools

@@ -25,7 +25,7 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
-INFRA_SERVICES = ("kafka", "timescaledb")
+INFRA_SERVICES = ("kafka", "timescaledb", "prometheus")
 APP_SERVICES = ("migrate", "worker", "gateway", "simulator")
 ALL_SERVICES = INFRA_SERVICES + APP_SERVICES
 
@@ -135,7 +135,7 @@ def test_app_services_build_from_repo_dockerfile(name: str) -> None:
 
 @pytest.mark.parametrize(
     ("name", "image_prefix"),
-    [("kafka", "apache/kafka:"), ("timescaledb", "timescale/timescaledb:")],
+    [("kafka", "apache/kafka:"), ("timescaledb", "timescale/timescaledb:"), ("prometheus", "prom/prometheus:")],
 )
 def test_infra_images(name: str, image_prefix: str) -> None:
     services = _services()
