@@ -483,6 +483,12 @@ def worker_histograms(log: Path) -> Buckets | None:
             for name in (ALARM_HISTOGRAM, LOOP_HISTOGRAM)}
 
 
+def measured(before: Buckets, after: Buckets, name: str) -> dict[float, float]:
+    """Histogram ``name``'s cumulative counts by bound over the measured part: the
+    later scrape's less the earlier's."""
+    return {bound: count - before[name][bound] for bound, count in after[name].items()}
+
+
 def report_alarm_metric(before: Buckets | None, after: Buckets | None, alarm_ms: list[float]) -> None:
     """The worker's own alarm latency over the measured part (two scrapes of its
     /metrics: alarms committed in between), beside the store's (alarms that occurred
@@ -490,10 +496,10 @@ def report_alarm_metric(before: Buckets | None, after: Buckets | None, alarm_ms:
     if before is None or after is None:
         print("         worker /metrics: not found in its log")
         return
-    first, last = before[ALARM_HISTOGRAM], after[ALARM_HISTOGRAM]
-    n = last[float("inf")] - first[float("inf")]
+    counts = measured(before, after, ALARM_HISTOGRAM)
+    n = counts[float("inf")]
     bounds = (0.1, 0.5, 1.0)
-    share = [100 * (last[b] - first[b]) / n if n else float("nan") for b in bounds]
+    share = [100 * counts[b] / n if n else float("nan") for b in bounds]
     store = [100 * sum(ms <= 1000 * b for ms in alarm_ms) / len(alarm_ms) if alarm_ms else float("nan")
              for b in bounds]
     print(f"         alarms, worker /metrics: {n:.0f}, within 0.1 / 0.5 / 1 s: {share[0]:.1f} / {share[1]:.1f} / "
@@ -506,8 +512,7 @@ def report_loop_delay(before: Buckets | None, after: Buckets | None) -> None:
     the bucket of the longest."""
     if before is None or after is None:
         return
-    first, last = before[LOOP_HISTOGRAM], after[LOOP_HISTOGRAM]
-    counts = {b: last[b] - first[b] for b in last}
+    counts = measured(before, after, LOOP_HISTOGRAM)
     n = counts[float("inf")]
     if not n:
         return

@@ -61,8 +61,8 @@ class LoopDelay:
         return longest
 
     def over(self, bound: float) -> int:
-        """Delays recorded in all that were longer than ``bound``, one of `DELAY_BOUNDS`."""
-        return sum(self.histogram.counts[DELAY_BOUNDS.index(bound) + 1:])
+        """Delays recorded in all that were longer than ``bound``, one of the histogram's bounds."""
+        return sum(self.histogram.counts[self.histogram.bounds.index(bound) + 1:])
 
     async def run(self) -> None:
         """Probe until cancelled."""

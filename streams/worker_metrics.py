@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 from typing import Any, Protocol
 
 from streams.gc_pauses import GC_GENERATIONS, GcPauses
+from streams.loop_delay import PROBE_INTERVAL_S
 from streams.metrics import Family, Histogram, HistogramFamily
 from streams.sink import SinkStats
 
@@ -99,8 +100,9 @@ def worker_families(taken: Mapping[str, int], dead_letters: Mapping[str, int], s
                per_generation(gc.total_count)),
         Family("vigil_worker_gc_pause_seconds_total", "counter", "Seconds the collector held the worker, by generation",
                per_generation(gc.total_seconds)),
-        HistogramFamily("vigil_worker_event_loop_delay_seconds", "How late the event loop woke a probe due "
-                        "every 50 ms: what a message arriving then waited before the worker could look at it",
+        HistogramFamily("vigil_worker_event_loop_delay_seconds", f"How late the event loop woke a probe due "
+                        f"every {PROBE_INTERVAL_S * 1000:g} ms: what a message arriving then waited before the "
+                        "worker could look at it",
                         [({}, loop_delay)]),
         Family("vigil_worker_ready", "gauge", "1 when /readyz answers 200", [({}, 1 if ready else 0)]),
     ]

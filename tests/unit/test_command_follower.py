@@ -20,18 +20,11 @@ from streams.ecg_pipeline import ENGINE
 from streams.sink import SinkItem
 from streams.states import PatientStates
 from streams.vitals_pipeline import VitalsPatient
+from tests.unit.test_states import Table
 
 pytestmark = pytest.mark.asyncio
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Table:
-    data: dict[bytes, bytes] = field(default_factory=dict)
-
-    def send_changelog(self, partition: int, key: bytes, value: bytes) -> None:
-        pass
 
 
 @dataclass
