@@ -3,14 +3,15 @@
 `GatewayConfig.from_env` reads the ``VIGIL_*`` variables the gateway needs, for the
 composition root (`vigil.cli`) to call once at start-up; nothing here reads the
 environment at import time, and `dashboards.gateway.Gateway` only ever sees the
-finished object.
+finished object. The limits a patient starts from (``VIGIL_CARE_AREA``,
+``VIGIL_HR_HIGH_LIMIT``) are the worker's too, so `vigil.config.Settings` reads them
+for both and the composition root sets `GatewayConfig.starting_limits`.
 
 | variable | meaning | default |
 | --- | --- | --- |
 | ``VIGIL_JWT_SECRET`` | HS256 signing key, at least 32 bytes | required |
 | ``VIGIL_GATEWAY_ORIGINS`` | comma-separated extra allowed ``Origin`` values | none (same host only) |
 | ``VIGIL_DEFAULT_WARD`` | ward of patients never admitted; empty: no ward | ``ward-1`` |
-| ``VIGIL_CARE_AREA`` | default alarm limits (`detectors.alarm_limits.CARE_AREAS`) | ``ward`` |
 | ``VIGIL_GATEWAY_DEMO`` | ``1``: serve ``/demo-token`` (loopback only) | ``0`` |
 """
 
@@ -19,10 +20,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dashboards.tokens import Role, check_secret, valid_name
-from detectors.alarm_limits import CARE_AREAS
+from detectors.alarm_limits import AlarmLimits, starting_limits
 
 __all__ = ["GatewayConfig", "GatewayConfigError", "is_loopback"]
 
@@ -49,8 +50,9 @@ class GatewayConfig:
     """``Origin`` values accepted besides the gateway's own host (``https://ward.example``)."""
     default_ward: str | None = "ward-1"
     """Ward of patients without a ``PatientAdmitted`` event; None: visible to all-ward roles only."""
-    care_area: str = "ward"
-    """Alarm limits a patient starts from before any ``set_limits``."""
+    starting_limits: AlarmLimits = field(default_factory=lambda: starting_limits("ward"))
+    """Alarm limits a patient starts from before any ``set_limits``: the worker's
+    (`detectors.alarm_limits.starting_limits`), against which a command is resolved."""
     queue_size: int = 1000
     """Events buffered per client before it is told to resync."""
     auth_timeout_s: float = 5.0
@@ -74,8 +76,6 @@ class GatewayConfig:
             raise GatewayConfigError(f"jwt_secret: {e}") from e
         if self.default_ward is not None and not valid_name(self.default_ward):
             raise GatewayConfigError(f"default_ward: {self.default_ward!r} is not a ward name")
-        if self.care_area not in CARE_AREAS:
-            raise GatewayConfigError(f"care_area: {self.care_area!r} is not one of {', '.join(CARE_AREAS)}")
         for name in ("queue_size", "command_burst", "max_message_bytes", "demo_ttl_s"):
             if getattr(self, name) < 1:
                 raise GatewayConfigError(f"{name}: {getattr(self, name)} is less than 1")
@@ -106,6 +106,6 @@ class GatewayConfig:
         try:
             return cls(jwt_secret=secret, allowed_origins=origins,
                        default_ward=env.get("VIGIL_DEFAULT_WARD", "ward-1") or None,
-                       care_area=env.get("VIGIL_CARE_AREA") or "ward", demo=demo == "1")
+                       demo=demo == "1")
         except GatewayConfigError as e:
             raise GatewayConfigError(f"{e} (from the VIGIL_* environment)") from e

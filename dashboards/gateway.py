@@ -85,7 +85,6 @@ from dashboards.ratelimit import TokenBucket
 from dashboards.tokens import Claims, TokenError, issue_token, verify_token
 from dashboards.wards import WardView
 from dashboards.waveform_api import WaveformQuery, WaveformReader, handle_waveform_request
-from detectors.alarm_limits import default_limits
 from event_store.events import JsonObject, RecordedEvent
 from event_store.exceptions import EventStoreError
 
@@ -142,7 +141,7 @@ class Gateway:
         self._waveforms = waveforms  # full disclosure at /api/waveform; None: the route answers 404
         self._view = WardView(config.default_ward)
         self._progress = asyncio.Event()
-        self._commands = CommandHandler(source, self._view, default_limits(config.care_area), self.wait_for_view,
+        self._commands = CommandHandler(source, self._view, config.starting_limits, self.wait_for_view,
                                         lambda: datetime.now(UTC))
         self._clients: set[_Client] = set()
         self._hub: asyncio.Task[None] | None = None

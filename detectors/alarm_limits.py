@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ParameterLimits", "AlarmLimits", "AlarmLimitsError", "PARAMETERS", "CARE_AREAS", "default_limits"]
+__all__ = ["ParameterLimits", "AlarmLimits", "AlarmLimitsError", "PARAMETERS", "CARE_AREAS", "default_limits",
+           "starting_limits"]
 
 
 class AlarmLimitsError(ValueError):
@@ -208,3 +209,13 @@ def default_limits(care_area: str) -> AlarmLimits:
     except KeyError:
         raise AlarmLimitsError("care_area", f"unknown care area {care_area!r:.40}; expected one of "
                                             f"{', '.join(CARE_AREAS)}") from None
+
+
+def starting_limits(care_area: str, hr_high: float | None = None) -> AlarmLimits:
+    """The limits a patient starts from, before any command changes them: the care
+    area's defaults, with the site's own high heart-rate limit in place of the area's
+    when one is set (``VIGIL_HR_HIGH_LIMIT``). The worker raises alarms against these
+    and the gateway resolves a limits command against them, so both must start here:
+    a command that changes SpO2 stores the patient's whole limits, heart rate included."""
+    limits = default_limits(care_area)
+    return limits if hr_high is None else limits.changed({"hr": {"high": hr_high}})

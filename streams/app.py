@@ -54,7 +54,7 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
-from detectors.alarm_limits import default_limits
+from detectors.alarm_limits import starting_limits
 from detectors.beat_classifier import BeatClassifier, Variant, shared_classifier
 from event_store.events import NewEvent
 from event_store.postgres import PostgresRecorder
@@ -108,7 +108,7 @@ class WorkerConfig:
     database_url: str
     topics: TopicNames
     hr_high_limit: float | None = None
-    """Overrides the care area's default high heart-rate limit (the demo uses 130 bpm)."""
+    """The site's high heart-rate limit in place of the care area's (`detectors.alarm_limits.starting_limits`)."""
     care_area: str = "ward"
     """Default alarm limits for patients seen for the first time (`detectors.alarm_limits`)."""
     embedded_broker: bool = False
@@ -256,9 +256,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                                                           (names.ecg,), rewind, absent)
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
     engine = ENGINE  # stateless apart from its policy: one for every source
-    limits = default_limits(cfg.care_area)
-    if cfg.hr_high_limit is not None:
-        limits = limits.changed({"hr": {"high": cfg.hr_high_limit}})
+    limits = starting_limits(cfg.care_area, cfg.hr_high_limit)
     counters: Counter[str] = Counter()  # dead letters by reason
     taken_by_topic: Counter[str] = Counter()
     sink: dict[str, BatchingSink] = {}

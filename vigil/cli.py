@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
@@ -30,9 +31,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from event_store.exceptions import EventStoreError
-from vigil.config import LOG_LEVELS, ConfigError, Settings
+from vigil.config import LOG_LEVELS, ConfigError, Settings, make_state_dir
 from vigil.runtime import GC_GEN0_THRESHOLD, WORKER_GC_GEN0_THRESHOLD, tune_gc
-from vigil.services.process import ServiceError
+from vigil.services.process import ServiceError, ServiceSettingError
 
 __all__ = ["main"]
 
@@ -120,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tune_gc(default=WORKER_GC_GEN0_THRESHOLD if args.command == "worker" else GC_GEN0_THRESHOLD)
         settings = Settings.from_env()
         return _dispatch(args, settings)
-    except ConfigError as e:
+    except (ConfigError, ServiceSettingError) as e:
         print(f"vigil: configuration error: {e}", file=sys.stderr)
         return 2
     except (ServiceError, EventStoreError) as e:
@@ -197,12 +198,13 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         _need(settings.kafka_url, "VIGIL_KAFKA_URL")
         asyncio.run(launcher.migrate(url))
         datadir = settings.state_dir / "worker" / (settings.worker_group or settings.topic_prefix)
-        datadir.parent.mkdir(parents=True, exist_ok=True)
+        make_state_dir(datadir.parent)
         run_worker(WorkerConfig(
             brokers=settings.kafka_bootstrap().split(","),
             database_url=url,
             topics=TopicNames(settings.topic_prefix),
             hr_high_limit=settings.hr_high_limit,
+            care_area=settings.care_area,
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
             instance_id=settings.worker_instance,
@@ -240,7 +242,7 @@ async def _gateway(settings: Settings) -> int:
     from event_store.store import EventStore
 
     try:
-        gateway_config = GatewayConfig.from_env()
+        gateway_config = dataclasses.replace(GatewayConfig.from_env(), starting_limits=settings.starting_limits())
         gateway_config.check_bind(settings.gateway_host)
     except GatewayConfigError as e:
         raise ConfigError(str(e)) from e

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from detectors.alarm_limits import CARE_AREAS, AlarmLimits, starting_limits
 from streams.states import CHECKPOINT_INTERVAL_S
 
 __all__ = ["ConfigError", "Settings", "parse_kafka_url", "parse_database_url"]
@@ -76,6 +77,16 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
     return value
 
 
+def make_state_dir(path: Path) -> Path:
+    """Create a folder under ``VIGIL_STATE_DIR`` (and it) if missing; a path that cannot be
+    one (a file in the way, no permission) is a configuration error naming the variable."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"VIGIL_STATE_DIR: cannot create {path} ({e.strerror or e})") from e
+    return path
+
+
 LOG_LEVELS = ("debug", "info", "warn", "error")
 WORKER_STORES = ("memory", "rocksdb")
 
@@ -115,8 +126,9 @@ class Settings:
     """0 picks a free port (tests)."""
     topic_prefix: str
     """Prefix for every Kafka topic and the consumer group, so runs can share a broker."""
-    hr_high_limit: int
-    """Default heart-rate upper alarm limit, bpm (thin slice; per-patient limits come later)."""
+    hr_high_limit: int | None
+    """The site's high heart-rate alarm limit, bpm, in place of the care area's
+    (``VIGIL_HR_HIGH_LIMIT``, 30-300); None: the care area's own."""
     worker_group: str | None
     """Consumer group (Faust app id) of the worker; default ``<prefix>-worker``."""
     worker_instance: str | None
@@ -140,6 +152,14 @@ class Settings:
     0-65535, 0 for any free one; unset: no server; `streams.metrics`)."""
     worker_metrics_host: str = "127.0.0.1"
     """Address that server listens on (``VIGIL_WORKER_METRICS_HOST``; 0.0.0.0 in a container)."""
+    care_area: str = "ward"
+    """Care area whose default alarm limits a patient starts from (``VIGIL_CARE_AREA``:
+    icu, step-down or ward; `detectors.alarm_limits.CARE_AREAS`). The worker raises
+    alarms against them and the gateway resolves limits commands against them."""
+
+    def starting_limits(self) -> AlarmLimits:
+        """The limits a patient starts from (`detectors.alarm_limits.starting_limits`)."""
+        return starting_limits(self.care_area, self.hr_high_limit)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -160,7 +180,7 @@ class Settings:
             gateway_host=env.get("VIGIL_GATEWAY_HOST") or "127.0.0.1",
             gateway_port=_int(env, "VIGIL_GATEWAY_PORT", 8765, 0, 65535),
             topic_prefix=prefix,
-            hr_high_limit=_int(env, "VIGIL_HR_HIGH_LIMIT", 130, 30, 300),
+            hr_high_limit=(_int(env, "VIGIL_HR_HIGH_LIMIT", 0, 30, 300) if env.get("VIGIL_HR_HIGH_LIMIT") else None),
             worker_group=env.get("VIGIL_WORKER_GROUP") or None,
             worker_instance=env.get("VIGIL_WORKER_INSTANCE") or None,
             worker_loglevel=_choice(env, "VIGIL_WORKER_LOGLEVEL", LOG_LEVELS, "warn"),
@@ -170,6 +190,7 @@ class Settings:
             worker_metrics_port=(_int(env, "VIGIL_WORKER_METRICS_PORT", 0, 0, 65535)
                                  if env.get("VIGIL_WORKER_METRICS_PORT") else None),
             worker_metrics_host=env.get("VIGIL_WORKER_METRICS_HOST") or "127.0.0.1",
+            care_area=_choice(env, "VIGIL_CARE_AREA", tuple(CARE_AREAS), "ward"),
         )
 
     def kafka_bootstrap(self) -> str:

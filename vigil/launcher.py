@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from event_store.postgres import PostgresRecorder
-from vigil.config import Settings
+from vigil.config import Settings, make_state_dir
 from vigil.services.kafka import KafkaCluster, java_available
 from vigil.services.postgres import PostgresCluster, timescaledb_installed
 from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
@@ -83,7 +83,7 @@ def run_demo(settings: Settings, patients: int, duration: float | None) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     stoppers: list[Callable[[], None]] = []
     state = settings.state_dir
-    state.mkdir(parents=True, exist_ok=True)
+    make_state_dir(state)
     try:
         kafka_url, embedded, prefix = settings.kafka_url, settings.kafka_embedded, settings.topic_prefix
         if kafka_url is None:
@@ -166,6 +166,7 @@ def run_services(state_dir: Path, kafka: str, brokers: int) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     stoppers: list[Callable[[], None]] = []
+    make_state_dir(state_dir)
     try:
         if kafka == "apache" and not java_available():
             _say("WARNING: Java or Maven is missing, so Apache Kafka cannot run here.")

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from detectors.alarm_limits import default_limits, starting_limits
 from vigil.config import ConfigError, Settings, parse_database_url, parse_kafka_url
 
 
@@ -58,11 +59,37 @@ def test_bad_database_urls(value: str, fragment: str) -> None:
         ({"VIGIL_GATEWAY_PORT": "70000"}, "outside"),
         ({"VIGIL_TOPIC_PREFIX": "bad prefix!"}, "VIGIL_TOPIC_PREFIX"),
         ({"VIGIL_HR_HIGH_LIMIT": "5"}, "outside 30-300"),
+        ({"VIGIL_CARE_AREA": "theatre"}, "VIGIL_CARE_AREA: 'theatre' is not one of icu, step-down, ward"),
     ],
 )
 def test_other_bad_values(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Settings.from_env(env)
+
+
+def test_patients_start_from_the_care_areas_limits_with_the_sites_heart_rate_limit() -> None:
+    assert Settings.from_env({}).starting_limits() == default_limits("ward")
+    icu = Settings.from_env({"VIGIL_CARE_AREA": "icu"}).starting_limits()
+    assert icu == default_limits("icu") and icu.parameters["hr"].high == 120
+    site = Settings.from_env({"VIGIL_CARE_AREA": "icu", "VIGIL_HR_HIGH_LIMIT": "110"}).starting_limits()
+    assert site.care_area == "icu" and site.parameters["hr"].high == 110
+    assert site.parameters["spo2"] == icu.parameters["spo2"] and site.parameters["hr"].low == icu.parameters["hr"].low
+
+
+def test_the_worker_and_the_gateway_start_from_the_same_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both take them from Settings: a gateway resolving a limits command against other
+    defaults than the worker's would store, with an SpO2 change, another heart-rate limit."""
+    from dashboards.config import GatewayConfig
+    from streams.app import WorkerConfig
+    from streams.topics import TopicNames
+
+    settings = Settings.from_env({"VIGIL_CARE_AREA": "step-down", "VIGIL_HR_HIGH_LIMIT": "125"})
+    worker = WorkerConfig(["k:9092"], "postgresql://u@h/db", TopicNames("t"), hr_high_limit=settings.hr_high_limit,
+                          care_area=settings.care_area)
+    gateway = GatewayConfig("x" * 32, starting_limits=settings.starting_limits())
+    assert starting_limits(worker.care_area, worker.hr_high_limit) == gateway.starting_limits
+    assert gateway.starting_limits.parameters["hr"].high == 125
+    assert gateway.starting_limits.parameters["sbp"] == default_limits("step-down").parameters["sbp"]
 
 
 def test_cli_reports_bad_config_in_one_line_without_traceback() -> None:
@@ -74,6 +101,22 @@ def test_cli_reports_bad_config_in_one_line_without_traceback() -> None:
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("vigil: configuration error: VIGIL_DATABASE_URL")
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"VIGIL_STATE_DIR": "/dev/null/state"}, "VIGIL_STATE_DIR: cannot create /dev/null/state (Not a directory)"),
+        # With a broker URL the demo starts PostgreSQL first, so the broker is never reached.
+        ({"VIGIL_KAFKA_URL": "kafka://127.0.0.1:1", "VIGIL_PG_BIN": "/nonexistent"},
+         "VIGIL_PG_BIN=/nonexistent has no postgres binary"),
+    ],
+)
+def test_settings_naming_unusable_paths_are_configuration_errors(env: dict[str, str], message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "vigil", "demo", "--duration", "1"], env={"PATH": "/usr/bin:/bin", **env},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"vigil: configuration error: {message}"]
 
 
 def test_commands_needing_external_services_say_so() -> None:

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
+from vigil.services.process import ManagedProcess, ServiceError, ServiceSettingError, free_port, port_open, wait_until
 
 __all__ = ["KAFKA_VERSION", "KafkaCluster", "KafkaNode", "ensure_kafka_jars", "java_available", "cache_dir"]
 
@@ -75,7 +75,7 @@ def ensure_kafka_jars() -> Path:
     if home:
         libs = Path(home) / "libs"
         if not any(libs.glob("kafka_2.13-*.jar")):
-            raise ServiceError(f"KAFKA_HOME={home} has no libs/kafka_2.13-*.jar; point it at an unpacked Kafka release")
+            raise ServiceSettingError(f"KAFKA_HOME={home} has no libs/kafka_2.13-*.jar; point it at an unpacked Kafka release")
         return libs
     libs = _jar_dir()
     marker = libs / ".complete"

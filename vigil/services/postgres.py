@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vigil.services.process import ManagedProcess, ServiceError, free_port, port_open, wait_until
+from vigil.services.process import ManagedProcess, ServiceError, ServiceSettingError, free_port, port_open, wait_until
 import contextlib
 
 __all__ = ["PostgresCluster", "find_pg_bin", "timescaledb_installed"]
@@ -37,7 +37,7 @@ def find_pg_bin() -> Path:
     if explicit:
         path = Path(explicit)
         if not (path / "postgres").exists():
-            raise ServiceError(f"VIGIL_PG_BIN={explicit} has no postgres binary")
+            raise ServiceSettingError(f"VIGIL_PG_BIN={explicit} has no postgres binary")
         return path
     debian = sorted(
         (p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "postgres").exists()),

@@ -28,6 +28,11 @@ class ServiceError(RuntimeError):
     """A local service could not be found, installed or started; the message says which and why."""
 
 
+class ServiceSettingError(ServiceError):
+    """A setting naming a service's files (``VIGIL_PG_BIN``, ``KAFKA_HOME``) points at
+    nothing usable: a configuration error, which `vigil.cli` reports as one (exit status 2)."""
+
+
 _PR_SET_PDEATHSIG = 1
 
 
