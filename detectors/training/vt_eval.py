@@ -1,8 +1,8 @@
 """VT alarm triage scored on the PhysioNet/CinC Challenge 2015 records, honestly.
 
 Run: ``.venv/bin/python -m detectors.training.vt_eval [RECORDS_DIR]`` (default
-``$VIGIL_DATA_DIR/challenge2015``, ``VIGIL_DATA_DIR`` defaulting to
-``/work/shared/data``). ``bench/detectors.py`` calls `challenge_score`.
+``$VIGIL_DATA_DIR/challenge2015``, ``VIGIL_DATA_DIR`` defaulting to the
+``shared/data`` folder beside the repository, as for MIT-BIH). ``bench/detectors.py`` calls `challenge_score`.
 
 Score (the challenge's): (TP + TN) / (TP + TN + FP + 5 FN), where a *positive* is
 an alarm the triage lets stand and the truth is the answer in ``ALARMS.csv``.
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from detectors.training.mitdb import data_dir as shared_data_dir
 from detectors.training.resample import bootstrap_interval
 from detectors.ventricular import LeadEvidence, PulseEvidence
 from detectors.vt_triage import VT_ALARM, TriageParams, decide, gather_evidence
@@ -83,7 +83,8 @@ TUNE = (
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("VIGIL_DATA_DIR", "/work/shared/data")) / "challenge2015"
+    """The challenge records' folder in the shared data folder (`detectors.training.mitdb.data_dir`)."""
+    return shared_data_dir() / "challenge2015"
 
 
 def read_alarm_type(header: str | Path) -> str:
