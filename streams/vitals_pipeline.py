@@ -93,9 +93,12 @@ class VitalsPatient:
 
 
 def news2_of(vitals: Vitals) -> News2Result | None:
-    """NEWS2 when the reading has every parameter (SpO2 on scale 1), else None."""
+    """NEWS2 when the reading has every parameter (SpO2 on scale 1), else None. An SpO2
+    of 0 is no reading (the probe is off: `detectors.vital_alarms.spo2_probe_observation`),
+    not a saturation scoring 3, so such a reading has no score either."""
     v = vitals.values
-    if vitals.oxygen is None or vitals.acvpu is None or any(v.get(k) is None for k in ("rr", "spo2", "sbp", "hr", "temp")):
+    if (vitals.oxygen is None or vitals.acvpu is None or v.get("spo2") == 0
+            or any(v.get(k) is None for k in ("rr", "spo2", "sbp", "hr", "temp"))):
         return None
     return score_news2(News2Observation(rr=v["rr"], spo2=v["spo2"], spo2_scale=1, oxygen=vitals.oxygen, sbp=v["sbp"],
                                         hr=v["hr"], acvpu=Acvpu(vitals.acvpu), temp=v["temp"]))

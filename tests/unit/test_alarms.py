@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from detectors.alarm_conditions import CONDITIONS, ConditionSpec, Observation, Priority
+from detectors.alarm_conditions import CONDITIONS, NEWS2_CLEAR_S, ConditionSpec, Observation, Priority
 from detectors.alarm_decisions import (
     AlarmAcknowledged,
     AlarmCleared,
@@ -385,13 +385,31 @@ def test_news2_risk_bands_raise_alarms_of_matching_priority() -> None:
     st, out = run([(60, news2(rr=22, hr=95, temp=38.5, spo2=95))], st)
     assert [(d.condition, d.priority) for d in alarms_in(out)] == [("news2_medium", Priority.MEDIUM)]
     assert alarms_in(out)[0].message == "NEWS2 medium clinical risk: 5 points (limit 5 points)"
-    # + sbp 95 (2) = 7: high risk. The medium alarm ends and a high one starts.
-    st, out = run([(120, news2(rr=22, hr=95, temp=38.5, spo2=95, sbp=95))], st)
-    assert kinds(out) == ["AlarmRaised:news2_high", "AlarmCleared:news2_medium"]  # catalogue order
+    # + sbp 95 (2) = 7: high risk. A high alarm starts; the medium one ends once the
+    # medium band has been gone NEWS2_CLEAR_S.
+    high = news2(rr=22, hr=95, temp=38.5, spo2=95, sbp=95)
+    st, out = run([(120, high)], st)
+    assert kinds(out) == ["AlarmRaised:news2_high"]
     assert alarms_in(out)[0].priority is Priority.HIGH
+    st, out = run([(120 + NEWS2_CLEAR_S - 1, high)], st)
+    assert out == []
+    st, out = run([(120 + NEWS2_CLEAR_S, high)], st)
+    assert "AlarmCleared:news2_medium" in kinds(out) and "AlarmCleared:news2_high" not in kinds(out)
     # Back to low risk: news2_high is high priority, so it latches.
-    st, out = run([(150, news2())], st)
-    assert out == [] and not st.alarms["news2_high"].condition_present
+    st, out = run([(300, news2())], st)
+    assert not [k for k in kinds(out) if not k.startswith("AlarmEscalated")] and not st.alarms["news2_high"].condition_present
+    assert "news2_high" in st.alarms
+
+
+def test_a_news2_band_flickering_at_its_edge_holds_one_alarm() -> None:
+    medium, low = news2(rr=22, hr=95, temp=38.5, spo2=95), news2()
+    steps = [(float(t), medium if t % 3 else low) for t in range(0, 90)]  # out of the band one second in three
+    st, out = run(steps)
+    assert kinds(out) == ["AlarmRaised:news2_medium"]
+    # Gone for good from t = 90: cleared NEWS2_CLEAR_S later.
+    st, out = run([(float(t), low) for t in range(90, 90 + int(NEWS2_CLEAR_S) + 1)], st)
+    assert [(kind, d.at) for kind, d in zip(kinds(out), out, strict=True) if not kind.startswith("AlarmEscalated")] \
+        == [("AlarmCleared:news2_medium", 90 + NEWS2_CLEAR_S)]  # (escalated meanwhile: nobody acknowledged it)
 
 
 def test_news2_single_parameter_three_is_low_priority() -> None:

@@ -71,6 +71,24 @@ def test_complete_readings_are_scored_and_high_risk_alarms() -> None:
     assert news2_of(vitals(80)) is None  # incomplete: no score, no NEWS2 alarm
 
 
+def test_a_probe_off_reading_is_not_scored_as_a_desaturation() -> None:
+    """SpO2 0 means no reading: scored, it would give 3 points and a NEWS2 alarm at the
+    first second, ten seconds before the probe-off technical alarm says what happened."""
+    well = {"hr": 72, "rr": 16, "sbp": 120, "temp": 37.0}
+    state = fresh()
+    kinds: list[str] = []
+    for t in range(12):
+        reading = Vitals("p7", "bed-7", T0 + timedelta(seconds=t), well | {"spo2": 0}, oxygen=False, acvpu="A")
+        assert news2_of(reading) is None
+        state, events = vitals_to_events(reading, SourceRef("v", 0, t), state, ENGINE)
+        kinds += [e.event_type if e.event_type != "AlertRaised" else e.payload["condition"] for e in events]
+    assert "News2Scored" not in kinds
+    assert [k for k in kinds if k != "VitalsObserved"] == ["spo2_probe_off"]
+    on = Vitals("p7", "bed-7", T0, well | {"spo2": 97}, oxygen=False, acvpu="A")
+    scored = news2_of(on)
+    assert scored is not None and scored.score == 0
+
+
 def test_patient_state_round_trips() -> None:
     state, _ = vitals_to_events(vitals(150), SourceRef("v", 0, 1), fresh(), ENGINE)
     p = VitalsPatient(state, 1, 1000, 4321)
