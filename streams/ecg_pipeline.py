@@ -183,8 +183,11 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
     shared: list[dict[str, object]] = []  # the chunk's metadata, built with its first event (most chunks have none)
 
     def metadata() -> dict[str, object]:
+        # With a classifier, the model is in the loop of every event the chunk gives (the VT
+        # rule reads its classes), so each records which model it was, for the auditor.
         if not shared:
-            shared.append(source.as_metadata() | {"device_id": chunk.device_id, "lead": chunk.lead.name})
+            shared.append(source.as_metadata() | {"device_id": chunk.device_id, "lead": chunk.lead.name}
+                          | ({} if classifier is None else {"beat_model": classifier.provenance.as_metadata()}))
         return shared[0]
 
     def emit(event_type: str, occurred_at: datetime, payload: dict[str, object]) -> None:

@@ -252,8 +252,12 @@ def test_a_run_of_ventricular_beats_raises_the_vt_alarm(rate_bpm: int, beats: in
     assert [e.payload["condition"] for e in raised] == ["ventricular_tachycardia"]
     assert raised[0].payload["priority"] == "high"
     assert 60 <= raised[0].occurred_at.timestamp() - T0_US / 1e6 <= 60 + 2 * beats * 60 / rate_bpm + 2
+    # The alarm rests on the model's classes: it records which model, as the summaries do.
+    model = shared_classifier().provenance
+    assert raised[0].metadata["beat_model"] == {"model_version": model.version, "model_sha256": model.sha256}
     _, unclassified = run(items)
     assert not [e for e in unclassified if e.event_type == "AlertRaised"]  # no classes, no VT
+    assert not [e for e in unclassified if "beat_model" in e.metadata]
 
 
 @pytest.mark.parametrize(("hr_bpm", "waits"), [(72, True), (125, False)])
