@@ -88,3 +88,24 @@ async def test_alarm_latency_counts_each_alarm_the_batch_stored_once() -> None:
     await sink.drain()
     assert h.count == 3 and h.counts[-1] == 1  # only the escalation, past the last bound
     assert len(await recorder.read_all(0)) == 4
+
+
+async def test_put_blocks_once_max_pending_items_wait_and_resumes_when_the_store_is_back() -> None:
+    """Back-pressure: the agent awaiting `put` stops pulling messages, so Kafka keeps them."""
+    store = Store(refusals=3)
+    sink = BatchingSink(store, store, max_pending=4, max_delay=0.01)  # type: ignore[arg-type]
+    sink.start()
+    try:
+        for _ in range(4):
+            await asyncio.wait_for(sink.put(SinkItem([event()])), 1)
+        fifth = asyncio.create_task(sink.put(SinkItem([event()])))
+        while store.refusals > 1:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert not fifth.done() and not store.appended  # blocked while the store refuses
+        store.gate.set()
+        await asyncio.wait_for(fifth, 10)
+        await sink.drain()
+        assert len(store.appended) == 5  # the four held and the fifth: nothing dropped
+    finally:
+        await sink.stop()
