@@ -42,9 +42,12 @@ The fit is unstable: the tune half picks (4, 0.8), while four of the five CV
 training sets, each with more records, pick a more permissive point ((3, 0.6) three
 times), which misses fewer VTs. The held-out figure is the one to quote.
 
-The answer is never read from the record: `load_alarm_record` takes the alarm type
-from the header's first comment and stops; the truth comes from ``ALARMS.csv``
-here, for scoring only.
+The answer in the record is never used: `load_alarm_record` takes the alarm type
+from the header's first comment and stops there. (wfdb's reader, which it then calls
+for the samples, parses the whole header, the answer comment included; nothing of
+it but the samples is kept, and `tests/unit/test_vt_triage.py` checks that the
+decision is the same whatever that comment says, or without it.) The truth comes
+from ``ALARMS.csv`` here, for scoring only.
 """
 
 from __future__ import annotations
