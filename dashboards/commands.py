@@ -25,7 +25,9 @@ Streams and concurrency:
   they do not race each other at all; the checks above are for several gateways.
 - ``set_limits`` appends the *whole* resulting limits to ``limits-<patient_id>``
   with the same check, so two changes made at once both apply, one on top of the
-  other, instead of the second silently undoing the first.
+  other, instead of the second silently undoing the first. The limits include the
+  NEWS2 SpO2 scale (``{"spo2_scale": 2}`` for a patient a clinician has given a
+  target of 88-92 %), so that choice is a person's, audited like any limit.
 - ``note`` appends to ``patient-<patient_id>``; ``view_patient`` appends
   ``RecordAccessed`` to ``access-<user>`` *before* reading, so no data leaves
   without its audit record.

@@ -110,12 +110,23 @@ def _validate(key: str, p: ParameterLimits) -> None:
                                               f"hysteresis ({p.hysteresis:g} {meta.unit})")
 
 
+def _scale(value: Any) -> int:
+    if value not in (1, 2) or isinstance(value, bool):
+        raise AlarmLimitsError("spo2_scale", f"must be 1 or 2 (NEWS2 SpO2 scale), got {value!r:.40}")
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmLimits:
-    """One patient's limits: the care area they started from plus every parameter."""
+    """One patient's limits: the care area they started from plus every parameter, and
+    the NEWS2 SpO2 scale the patient is scored on."""
 
     care_area: str
     parameters: Mapping[str, ParameterLimits]
+    spo2_scale: int = 1
+    """1, or 2 for a patient with hypercapnic respiratory failure whom a clinician has
+    prescribed a target saturation of 88-92 % (RCP 2017): set with the limits (key
+    ``spo2_scale``), by a person, so the choice is audited like any limit change."""
 
     def __post_init__(self) -> None:
         missing = [k for k in PARAMETERS if k not in self.parameters]
@@ -125,6 +136,7 @@ class AlarmLimits:
             if key not in PARAMETERS:
                 raise AlarmLimitsError(key, f"unknown parameter; expected one of {', '.join(PARAMETERS)}")
             _validate(key, p)
+        _scale(self.spo2_scale)
 
     def __getitem__(self, key: str) -> ParameterLimits:
         return self.parameters[key]
@@ -139,9 +151,13 @@ class AlarmLimits:
         if not isinstance(changes, Mapping):
             raise AlarmLimitsError("limits", f"must be a JSON object, got {type(changes).__name__}")
         updated = dict(self.parameters)
+        scale = _scale(changes["spo2_scale"]) if "spo2_scale" in changes else self.spo2_scale
         for key, doc in changes.items():
+            if key == "spo2_scale":
+                continue
             if key not in PARAMETERS:
-                raise AlarmLimitsError(str(key), f"unknown parameter; expected one of {', '.join(PARAMETERS)}")
+                raise AlarmLimitsError(str(key), f"unknown parameter; expected one of {', '.join(PARAMETERS)} "
+                                                 f"or spo2_scale")
             if not isinstance(doc, Mapping):
                 raise AlarmLimitsError(key, f"must be a JSON object, got {type(doc).__name__}")
             unknown = [name for name in doc if name not in ("low", "high", "hysteresis", "delay_s")]
@@ -154,10 +170,12 @@ class AlarmLimits:
                 _number(f"{key}.hysteresis", doc["hysteresis"]) if "hysteresis" in doc else current.hysteresis,
                 _number(f"{key}.delay_s", doc["delay_s"]) if "delay_s" in doc else current.delay_s,
             )
-        return AlarmLimits(self.care_area, MappingProxyType(updated))
+        return AlarmLimits(self.care_area, MappingProxyType(updated), scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"care_area": self.care_area, **{k: self.parameters[k].to_dict() for k in PARAMETERS}}
+        # The scale only when it is 2: limits stored before it existed read back the same.
+        return {"care_area": self.care_area, **{k: self.parameters[k].to_dict() for k in PARAMETERS},
+                **({"spo2_scale": self.spo2_scale} if self.spo2_scale != 1 else {})}
 
     @classmethod
     def from_dict(cls, doc: Any) -> AlarmLimits:
@@ -176,7 +194,7 @@ class AlarmLimits:
                 _limit(f"{key}.low", p.get("low")), _limit(f"{key}.high", p.get("high")),
                 _number(f"{key}.hysteresis", p.get("hysteresis")), _number(f"{key}.delay_s", p.get("delay_s")),
             )
-        return cls(care_area, MappingProxyType(params))
+        return cls(care_area, MappingProxyType(params), _scale(doc.get("spo2_scale", 1)))
 
 
 def _area(name: str, rows: Mapping[str, tuple[float | None, float | None, float, float]]) -> AlarmLimits:

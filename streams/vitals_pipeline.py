@@ -92,15 +92,16 @@ class VitalsPatient:
                    doc.get("commands_through", 0))
 
 
-def news2_of(vitals: Vitals) -> News2Result | None:
-    """NEWS2 when the reading has every parameter (SpO2 on scale 1), else None. An SpO2
+def news2_of(vitals: Vitals, spo2_scale: int = 1) -> News2Result | None:
+    """NEWS2 when the reading has every parameter, else None; SpO2 on the patient's
+    scale (`detectors.alarm_limits.AlarmLimits.spo2_scale`). An SpO2
     of 0 is no reading (the probe is off: `detectors.vital_alarms.spo2_probe_observation`),
     not a saturation scoring 3, so such a reading has no score either."""
     v = vitals.values
     if (vitals.oxygen is None or vitals.acvpu is None or v.get("spo2") == 0
             or any(v.get(k) is None for k in ("rr", "spo2", "sbp", "hr", "temp"))):
         return None
-    return score_news2(News2Observation(rr=v["rr"], spo2=v["spo2"], spo2_scale=1, oxygen=vitals.oxygen, sbp=v["sbp"],
+    return score_news2(News2Observation(rr=v["rr"], spo2=v["spo2"], spo2_scale=spo2_scale, oxygen=vitals.oxygen, sbp=v["sbp"],
                                         hr=v["hr"], acvpu=Acvpu(vitals.acvpu), temp=v["temp"]))
 
 
@@ -133,7 +134,7 @@ def vitals_to_events(
         observed["acvpu"] = vitals.acvpu
     events.append(NewEvent(event_id=next_id(), stream_id=stream_id, event_type="VitalsObserved",
                            occurred_at=vitals.occurred_at, payload=observed, metadata=metadata))
-    news2 = news2_of(vitals)
+    news2 = news2_of(vitals, state.limits.spo2_scale)
     if news2 is not None:
         events.append(NewEvent(event_id=next_id(), stream_id=stream_id, event_type="News2Scored",
                                occurred_at=vitals.occurred_at,

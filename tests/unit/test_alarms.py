@@ -89,6 +89,9 @@ def test_every_care_area_has_every_parameter_and_differs() -> None:
     ({"sbp": {"lo": 80}}, "sbp.lo"),
     ({"sbp": 80}, "sbp"),
     ([1, 2], "limits"),
+    ({"spo2_scale": 3}, "spo2_scale"),
+    ({"spo2_scale": True}, "spo2_scale"),
+    ({"spo2_scale": "2"}, "spo2_scale"),
 ])
 def test_bad_limit_changes_name_the_field(changes: Any, field: str) -> None:
     with pytest.raises(AlarmLimitsError) as e:
@@ -103,6 +106,21 @@ def test_a_valid_change_touches_only_what_it_names() -> None:
     assert after["spo2"].high == 98 and after["rr"] == before["rr"]
     assert after.changed({"spo2": {"high": None}})["spo2"].high is None
     assert AlarmLimits.from_dict(json.loads(json.dumps(after.to_dict()))) == after
+
+
+def test_the_news2_spo2_scale_is_set_with_the_limits_and_kept_through_other_changes() -> None:
+    before = default_limits("icu")
+    assert before.spo2_scale == 1 and "spo2_scale" not in before.to_dict()  # stored limits from before read the same
+    scale2 = before.changed({"spo2_scale": 2, "spo2": {"low": 86}})
+    assert scale2.spo2_scale == 2 and scale2["spo2"].low == 86
+    assert scale2.changed({"hr": {"high": 110}}).spo2_scale == 2
+    assert AlarmLimits.from_dict(json.loads(json.dumps(scale2.to_dict()))) == scale2
+    assert scale2.changed({"spo2_scale": 1}) == before.changed({"spo2": {"low": 86}})
+
+
+def test_a_limits_command_sets_the_scale_the_engine_records() -> None:
+    st, out = run([(0, cmd(ChangeLimits({"spo2_scale": 2}, by="dr1")))])
+    assert isinstance(out[0], AlarmLimitsChanged) and out[0].limits["spo2_scale"] == 2 and st.limits.spo2_scale == 2
 
 
 def test_unknown_care_area_is_an_error() -> None:

@@ -20,9 +20,11 @@ from dashboards.commands import (
 from dashboards.ratelimit import TokenBucket
 from dashboards.tokens import Claims, Role
 from dashboards.wards import AlertInfo, WardView, admission_event
+from detectors.alarm_inputs import ChangeLimits
 from detectors.alarm_limits import AlarmLimits, default_limits
 from event_store.events import NewEvent, RecordedEvent
 from event_store.memory import MemoryRecorder
+from streams.commands import command_of
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -221,6 +223,16 @@ def test_limits_apply_on_top_of_the_last_change() -> None:
     limits = AlarmLimits.from_dict(second.payload["limits"])
     assert (limits["hr"].high, limits["spo2"].low, limits["hr"].low) == (120, 85, base["hr"].low)
     assert second.payload["changes"] == {"spo2": {"low": 85}}
+
+
+def test_a_clinician_sets_the_news2_spo2_scale_through_the_limits() -> None:
+    changed = decide_limits(SetLimits("p1", {"spo2_scale": 2}), [], default_limits("ward"), who("physician"), T0)
+    assert changed.payload["limits"]["spo2_scale"] == 2
+    event = recorded(4, "limits-p1", "AlarmLimitsChanged", changed.payload)
+    found = command_of(event)
+    assert found is not None and found[1] == ChangeLimits({k: v for k, v in changed.payload["limits"].items()
+                                                           if k != "care_area"}, by=changed.payload["by"])
+    assert default_limits("ward").changed(found[1].changes).spo2_scale == 2  # what the worker's engine applies
 
 
 @pytest.mark.parametrize(("changes", "field"), [

@@ -89,6 +89,19 @@ def test_a_probe_off_reading_is_not_scored_as_a_desaturation() -> None:
     assert scored is not None and scored.score == 0
 
 
+def test_news2_scores_spo2_on_the_scale_set_in_the_patients_limits() -> None:
+    """Scale 2 (hypercapnic respiratory failure): on oxygen, 97 % scores 3 (RCP 2017)."""
+    reading = Vitals("p7", "bed-7", T0, {"hr": 72, "rr": 16, "sbp": 120, "temp": 37.0, "spo2": 97}, oxygen=True,
+                     acvpu="A")
+    scores = {}
+    for scale in (1, 2):
+        state = ENGINE.new_state("p7", "ward", LIMITS.changed({"spo2_scale": scale}))
+        _, events = vitals_to_events(reading, SourceRef("v", 0, 1), state, ENGINE)
+        (scored,) = [e.payload for e in events if e.event_type == "News2Scored"]
+        scores[scale] = (scored["score"], scored["components"]["spo2"])
+    assert scores == {1: (2, 0), 2: (5, 3)}  # oxygen scores 2 on either scale
+
+
 def test_patient_state_round_trips() -> None:
     state, _ = vitals_to_events(vitals(150), SourceRef("v", 0, 1), fresh(), ENGINE)
     p = VitalsPatient(state, 1, 1000, 4321)
