@@ -148,11 +148,12 @@ def _number(doc: dict[str, Any], field: str) -> float:
     if field not in doc:
         raise News2InputError(field, "missing")
     value = doc[field]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # An int is always finite; math.isfinite(10**400) would raise OverflowError instead of saying so.
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, float) and math.isfinite(value)):
         raise News2InputError(field, f"must be a number, got {value!r:.40}")
     lo, hi = _RANGES[field]
-    if not lo <= value <= hi:
-        raise News2InputError(field, f"{value} is outside the plausible range {lo:g}-{hi:g}")
+    if not lo <= value <= hi:  # before float(): an int too big for a float fails here
+        raise News2InputError(field, f"{value!r:.40} is outside the plausible range {lo:g}-{hi:g}")
     return float(value)
 
 

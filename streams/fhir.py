@@ -17,6 +17,9 @@ of goes to the dead-letter topic with a reason rather than being guessed at:
 | 85354-9 | blood pressure panel: components 8480-6, 8462-4 | sbp, dbp | ``mm[Hg]`` |
 | 8310-5 | body temperature | temp | ``Cel``, ``[degF]`` (converted) |
 
+A panel whose systolic is below its diastolic is ``impossible_value``, as on the
+vitals topic (`reject_impossible_pressures`).
+
 `decode_observation` and `decode_fhir` never raise anything but `Rejected`.
 """
 
@@ -35,6 +38,7 @@ from streams.vitals_codec import (
     is_json_number,
     is_pseudonymous_id,
     load_json_object,
+    reject_impossible_pressures,
 )
 
 __all__ = [
@@ -205,10 +209,11 @@ def _effective(doc: dict[str, Any]) -> datetime:
                       int((fraction or "0").ljust(6, "0")[:6]), tzinfo=tz)
     except ValueError as e:  # month 13, zone beyond ±24 h, ...
         raise Rejected("fhir_bad_time", f"effectiveDateTime {value!r:.40}: {e}") from None
-    at = at.astimezone(UTC)
+    # Range first: converting year 1 at +14:00 (or 9999 at -14:00) to UTC leaves
+    # datetime's range and raises OverflowError. Aware comparisons need no conversion.
     if not _TS_RANGE[0] < at < _TS_RANGE[1]:
         raise Rejected("fhir_bad_time", f"effectiveDateTime {value!r:.40} is not after 1970 and before 3000")
-    return at
+    return at.astimezone(UTC)
 
 
 def _bp_components(components: object) -> dict[str, float]:
@@ -229,6 +234,7 @@ def _bp_components(components: object) -> dict[str, float]:
         values[name] = _quantity(comp.get("valueQuantity"), name, f"component[{i}].valueQuantity")
     if not values:
         raise Rejected("fhir_missing_value", "blood-pressure panel has neither 8480-6 nor 8462-4")
+    reject_impossible_pressures(values)
     return values
 
 

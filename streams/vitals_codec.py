@@ -9,9 +9,13 @@ A vitals message is a UTF-8 JSON object, at most 64 KiB::
 ``ts`` is the device time in milliseconds since the Unix epoch. Every measured
 field is optional (a device may measure only some) and ``null`` means absent; when
 present a numeric field must be a number inside the physiologically possible range
-below. The published JSON Schemas are ``streams/contracts/vitals.v1.schema.json`` and
-``vitals.v2.schema.json``; ``tests/unit/test_contracts.py`` keeps them and this
-decoder in step.
+below. Systolic pressure below diastolic (``sbp`` < ``dbp``) is impossible too
+(``impossible_value``): a swapped or mis-wired reading, not a patient. Equal
+pressures (no pulse pressure) are implausible but measurable, so they are accepted
+and left to the alarms. The published JSON Schemas are
+``streams/contracts/vitals.v1.schema.json`` and ``vitals.v2.schema.json`` (a schema
+cannot compare two fields, so that one rule is the decoder's alone);
+``tests/unit/test_contracts.py`` keeps them and this decoder in step.
 
 Versions:
 
@@ -51,6 +55,7 @@ __all__ = [
     "is_json_number",
     "is_pseudonymous_id",
     "load_json_object",
+    "reject_impossible_pressures",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -130,6 +135,15 @@ def is_json_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
+def reject_impossible_pressures(values: dict[str, float]) -> None:
+    """Raise `Rejected` ``impossible_value`` when one reading has systolic below
+    diastolic pressure. Only ``sbp < dbp``: ``sbp == dbp`` is implausible but can
+    be measured (a damped arterial line), and refusing it would hide that reading."""
+    sbp, dbp = values.get("sbp"), values.get("dbp")
+    if sbp is not None and dbp is not None and sbp < dbp:
+        raise Rejected("impossible_value", f"sbp={sbp:g} below dbp={dbp:g}: systolic cannot be below diastolic")
+
+
 def load_json_object(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Parse one UTF-8 JSON object of at most ``max_bytes``, or raise `Rejected`
     (``empty``, ``oversized``, ``malformed_json``).
@@ -205,6 +219,7 @@ def decode_vitals(raw: bytes | None) -> Vitals:
         if not lo <= value <= hi:
             raise Rejected("impossible_value", f"{name}={value!r:.40} outside {lo:g}-{hi:g}")
         values[name] = float(value)
+    reject_impossible_pressures(values)
     oxygen: bool | None = None
     acvpu: str | None = None
     if version == 2:

@@ -113,6 +113,26 @@ def test_one_bad_entry_rejects_the_whole_bundle_and_names_it() -> None:
     assert err.value.reason == "impossible_value" and err.value.detail.startswith("entry[1]:")
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                                   "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999+00:00"])
+def test_times_at_the_ends_of_the_calendar_are_rejected_in_a_bundle_too(stamp: str) -> None:
+    bundle = {"resourceType": "Bundle", "entry": [
+        {"resource": observation()}, {"resource": observation(effectiveDateTime=stamp)}]}
+    with pytest.raises(Rejected) as err:
+        decode_fhir(raw(bundle))
+    assert err.value.reason == "fhir_bad_time"
+    assert err.value.detail.startswith("entry[1]:") and "after 1970 and before 3000" in err.value.detail
+
+
+def test_systolic_below_diastolic_is_impossible_but_equal_is_accepted() -> None:
+    with pytest.raises(Rejected, match="sbp=60 below dbp=120") as err:
+        decode_observation(raw(bp(component("8480-6", 60), component("8462-4", 120))))
+    assert err.value.reason == "impossible_value"
+    # Equal pressures are implausible but measurable (a damped line): charted, left to the alarms.
+    assert decode_observation(raw(bp(component("8480-6", 80), component("8462-4", 80)))).values == {
+        "sbp": 80.0, "dbp": 80.0}
+
+
 def test_decode_observation_refuses_a_bundle() -> None:
     bundle = {"resourceType": "Bundle", "entry": [{"resource": observation()}]}
     with pytest.raises(Rejected) as err:
@@ -173,6 +193,9 @@ _REJECTIONS: list[tuple[object, str]] = [
     (observation(effectiveDateTime="1969-12-31T23:59:59Z"), "fhir_bad_time"),
     (observation(effectiveDateTime="2025-11-26T02:00:00Z\n"), "fhir_bad_time"),
     (observation(effectiveDateTime=1764122400), "fhir_bad_time"),
+    # Valid datetimes whose UTC equivalent leaves datetime's range (OverflowError in astimezone).
+    (observation(effectiveDateTime="0001-01-01T00:00:00+14:00"), "fhir_bad_time"),
+    (observation(effectiveDateTime="9999-12-31T23:59:59-14:00"), "fhir_bad_time"),
     (observation(valueQuantity=...), "fhir_missing_value"),
     (observation(valueQuantity=..., dataAbsentReason={"text": "asked to stop"}), "fhir_missing_value"),
     (bp(), "fhir_missing_value"),
@@ -196,6 +219,8 @@ _REJECTIONS: list[tuple[object, str]] = [
     (observation("2708-6", 101, "%"), "impossible_value"),
     (observation("8310-5", 212, "[degF]"), "impossible_value"),
     (bp(component("8462-4", -3)), "impossible_value"),
+    (bp(component("8480-6", 60), component("8462-4", 120)), "impossible_value"),
+    (bp(component("8462-4", 80.5), component("8480-6", 80)), "impossible_value"),
     ({"resourceType": "Bundle"}, "fhir_bad_bundle"),
     ({"resourceType": "Bundle", "entry": []}, "fhir_bad_bundle"),
     ({"resourceType": "Bundle", "entry": [{"fullUrl": "x"}]}, "fhir_bad_bundle"),

@@ -6,12 +6,15 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from detectors.news2 import Acvpu, News2InputError, News2Observation, parse_observation, score_news2
 from tests.conftest import REPO
-from vigil.news2_batch import score_lines
+from vigil.news2_batch import run, score_lines
 
 NORMAL = {"rr": 16, "spo2": 97, "spo2_scale": 1, "oxygen": False, "sbp": 120, "hr": 70, "acvpu": "A", "temp": 37.0}
 
@@ -99,6 +102,7 @@ def test_total_and_risk_band(changes: dict[str, object], score: int, risk: str) 
     ({"rr": None}, "rr"), ({"spo2": "97"}, "spo2"), ({"sbp": True}, "sbp"), ({"hr": -5}, "hr"),
     ({"temp": 60}, "temp"), ({"acvpu": "X"}, "acvpu"), ({"acvpu": None}, "acvpu"), ({"oxygen": "no"}, "oxygen"),
     ({"spo2_scale": 3}, "spo2_scale"), ({"rr": float("nan")}, "rr"),
+    ({"hr": 10**400}, "hr"), ({"temp": -(10**400)}, "temp"),  # too big for a float: not an OverflowError
 ])
 def test_bad_input_names_the_field(changes: dict[str, object], field: str) -> None:
     doc = {k: v for k, v in (NORMAL | changes).items() if v is not None}
@@ -123,13 +127,66 @@ def test_observation_object() -> None:
 def test_batch_scores_every_good_line_and_names_bad_ones() -> None:
     lines = [json.dumps(NORMAL), json.dumps(NORMAL | {"sbp": "high"}), "", "{oops", json.dumps(NORMAL | {"rr": 25})]
     out = io.StringIO()
-    assert score_lines(lines, out) == 2
+    assert score_lines(lines, out) == 3
     results = [json.loads(line) for line in out.getvalue().splitlines()]
     assert results[0] == {"score": 0, "risk": "low", "components": {
         "rr": 0, "spo2": 0, "oxygen": 0, "sbp": 0, "hr": 0, "acvpu": 0, "temp": 0}}
     assert results[1] == {"line": 2, "field": "sbp", "error": "sbp: must be a number, got 'high'"}
-    assert results[2]["line"] == 4 and results[2]["error"].startswith("invalid JSON")
-    assert (results[3]["score"], results[3]["risk"]) == (3, "low-medium")
+    assert results[2] == {"line": 3, "error": "empty line"}
+    assert results[3]["line"] == 4 and results[3]["error"].startswith("invalid JSON")
+    assert (results[4]["score"], results[4]["risk"]) == (3, "low-medium")
+
+
+@pytest.mark.parametrize(("line", "field", "error"), [
+    (json.dumps(NORMAL | {"hr": 10**400}), "hr", "hr: 1000000000"),  # OverflowError in math.isfinite
+    ("[" * 100_000, None, "invalid JSON: nested too deeply"),  # RecursionError
+    (json.dumps(NORMAL)[:-1] + ', "x": ' + "9" * 5000 + "}", None, "invalid JSON: Exceeds the limit"),
+    ('{"rr": 16}\udcff', None, "not valid UTF-8 at column 11"),  # a bad byte, as read by run()
+    ("", None, "empty line"),
+    (" \t\n", None, "empty line"),
+])
+def test_a_bad_line_is_one_error_line_and_the_next_is_still_scored(line: str, field: str | None, error: str) -> None:
+    good = json.dumps(NORMAL)
+    out = io.StringIO()
+    assert score_lines([good + "\n", line, good], out) == 1
+    results = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert len(results) == 3 and results[0]["score"] == results[2]["score"] == 0
+    assert results[1]["line"] == 2 and results[1].get("field") == field
+    assert results[1]["error"].startswith(error)
+
+
+def test_run_answers_every_line_of_a_file_with_invalid_utf8_and_blank_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = json.dumps(NORMAL).encode()
+    path = tmp_path / "obs.jsonl"
+    path.write_bytes(good + b"\n" + b'{"rr": "\xff\xfe"}\n' + b"\n" + good + b"\n")  # the final newline ends line 4
+    assert run(str(path)) == 1
+    results = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r.get("line") for r in results] == [None, 2, 3, None]
+    assert results[1]["error"] == "not valid UTF-8 at column 9"
+    assert results[2]["error"] == "empty line"
+    assert results[0]["score"] == results[3]["score"] == 0
+
+
+_LINES = st.lists(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda doc: json.dumps(NORMAL | doc), st.dictionaries(
+        st.sampled_from(sorted(NORMAL)),
+        st.none() | st.booleans() | st.integers() | st.floats() | st.sampled_from([10**400, "A", "C", 1, 2]),
+        max_size=3)),
+    st.integers(0, 3000).map(lambda n: "[" * n),
+), max_size=6)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+@given(_LINES)
+def test_output_line_k_always_answers_input_line_k(lines: list[str]) -> None:
+    out = io.StringIO()
+    rejected = score_lines(lines, out)
+    results = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert len(results) == len(lines)
+    errors = [(k, r) for k, r in enumerate(results, start=1) if "error" in r]
+    assert rejected == len(errors) and all(r["line"] == k for k, r in errors)
 
 
 def test_cli(tmp_path: object) -> None:

@@ -46,6 +46,13 @@ def test_v1_is_still_accepted_and_still_ignores_extra_fields() -> None:
     assert v.oxygen is None  # v1 has no oxygen field: not read, as before v2 existed
 
 
+def test_equal_pressures_are_accepted_and_one_pressure_alone_is_not_compared() -> None:
+    # Only sbp < dbp is impossible; sbp == dbp is implausible but can be measured.
+    assert decode_vitals(_msg(sbp=80, dbp=80)).values == {"sbp": 80.0, "dbp": 80.0}
+    assert decode_vitals(_msg(sbp=40)).values == {"sbp": 40.0}
+    assert decode_vitals(_msg(sbp=None, dbp=120)).values == {"dbp": 120.0}
+
+
 def test_null_means_absent() -> None:
     v = decode_vitals(_v2(hr=None, oxygen=None, acvpu=None, device_id=None))
     assert v.values == {} and v.oxygen is None and v.acvpu is None and v.device_id is None
@@ -96,6 +103,8 @@ def test_integral_floats_count_as_integers_like_json_schema() -> None:
         (_msg(hr=-1), "impossible_value"),
         (_msg(spo2=101), "impossible_value"),
         (_msg(temp=10), "impossible_value"),
+        (_msg(sbp=60, dbp=120), "impossible_value"),
+        (_v2(sbp=79.9, dbp=80), "impossible_value"),
         (b"x" * (MAX_MESSAGE_BYTES + 1), "oversized"),
     ],
 )
@@ -109,6 +118,8 @@ def test_rejections_carry_a_reason(raw: bytes | None, reason: str) -> None:
 def test_rejection_names_the_field() -> None:
     with pytest.raises(Rejected, match="spo2"):
         decode_vitals(_msg(spo2=140))
+    with pytest.raises(Rejected, match="sbp=60 below dbp=120"):
+        decode_vitals(_msg(sbp=60, dbp=120))
     with pytest.raises(Rejected, match="sp02"):
         decode_vitals(_v2(sp02=97))
 
