@@ -372,6 +372,18 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             new_events, on_durable=vitals_states.durable(key, stream, event),
             on_rejected=rejected_by_store(stream, event)))
 
+    async def keyed_by(stream: Any, event: Any, patient_id: str) -> bool:
+        """Whether the record's key is the patient id inside it, as the contracts require;
+        else it is dead-lettered (``key_mismatch``). A record keyed otherwise may sit on
+        another partition than the patient's other messages, where another worker may
+        hold a second state of the patient: out of order, with alarms of its own."""
+        if event.message.key == patient_id.encode():
+            return True
+        key = event.message.key
+        await dead_letter(stream, event, "key_mismatch", f"key {key[:80]!r} is not the patient id {patient_id!r}"
+                          if key is not None else f"no key; the patient id is {patient_id!r}")
+        return False
+
     async def taken(states: PatientStates[Any], stream: Any, event: Any) -> bool:
         """`PatientStates.consumed`, acknowledging a message it leaves (after a gap:
         read again, streams.states); whether the agent goes on with it."""
@@ -391,7 +403,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             except Rejected as r:
                 await dead_letter(stream, event, r.reason, r.detail)
                 continue
-            await handle_vitals(stream, event, readings, "device")
+            if await keyed_by(stream, event, readings[0].patient_id):
+                await handle_vitals(stream, event, readings, "device")
 
     @app.agent(fhir_topic)
     async def fhir_agent(stream: Any) -> None:
@@ -406,7 +419,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
             if len({v.patient_id for v in readings}) > 1:
                 await dead_letter(stream, event, "fhir_mixed_patients", "a Bundle must hold one patient's readings")
                 continue
-            await handle_vitals(stream, event, readings, "fhir")
+            if await keyed_by(stream, event, readings[0].patient_id):
+                await handle_vitals(stream, event, readings, "fhir")
 
     @app.agent(ecg_topic)
     async def ecg_agent(stream: Any) -> None:
@@ -418,6 +432,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 chunk = decode_ecg_chunk(event.value)
             except Rejected as r:
                 await dead_letter(stream, event, r.reason, r.detail)
+                continue
+            if not await keyed_by(stream, event, chunk.patient_id):
                 continue
             key = f"{chunk.patient_id}/{chunk.lead.name}"
             state = ecg_states.get(key)

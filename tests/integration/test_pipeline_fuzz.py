@@ -153,11 +153,11 @@ def weighted(**weights: int) -> list[str]:
     return [kind for kind, weight in weights.items() for _ in range(weight)]
 
 
-VITALS_KINDS = weighted(valid=38, edited=22, impossible=5, bytes_edit=12, random_bytes=4, random_text=4,
+VITALS_KINDS = weighted(valid=36, wrong_key=2, edited=22, impossible=5, bytes_edit=12, random_bytes=4, random_text=4,
                         random_json=4, duplicate_key=2, deep=2, oversized=1, empty=1, null=1)
-ECG_KINDS = weighted(valid=45, header=20, bytes_edit=15, extreme=5, random_bytes=4, magic_then_junk=4, oversized=1,
+ECG_KINDS = weighted(valid=43, wrong_key=2, header=20, bytes_edit=15, extreme=5, random_bytes=4, magic_then_junk=4, oversized=1,
                      empty=1, null=1)
-FHIR_KINDS = weighted(valid=28, bundle=12, edited=28, impossible=4, bytes_edit=12, mixed_bundle=3, huge_bundle=1,
+FHIR_KINDS = weighted(valid=26, wrong_key=2, bundle=12, edited=28, impossible=4, bytes_edit=12, mixed_bundle=3, huge_bundle=1,
                       random_bytes=3, random_json=3, oversized=1, empty=1, null=1)
 TIME_MODES = ["next"] * 8 + ["same", "back"]
 SEQUENCE_MODES = ["next"] * 10 + ["gap", "repeat", "back", "rate_change"]
@@ -213,6 +213,14 @@ def junk(draw: Draw, kind: str) -> Message | None:
     return None
 
 
+def wrong_key(draw: Draw, pid: str) -> bytes | None:
+    """A key other than the patient id inside a valid message: none, another patient's,
+    or the id with a byte more (each a ``key_mismatch``)."""
+    other = PATIENTS[(PATIENTS.index(pid) + 1) % len(PATIENTS)]
+    choice: bytes | None = draw(st.sampled_from([None, other.encode(), pid.encode() + b" "]))
+    return choice
+
+
 class Renderer:
     """Draws one message per call. Keeps per-patient clocks and ECG sequence numbers so
     that most "valid" messages are acceptable in order; the rest exercise the stale
@@ -256,7 +264,7 @@ class Renderer:
         elif kind == "oversized":
             limit = draw(st.sampled_from([64 * 1024, 64 * 1024, MAX_DEAD_LETTER_PAYLOAD_BYTES]))
             raw = oversized(limit, draw(st.integers(0, 5000)), raw)
-        return pid.encode(), raw
+        return wrong_key(draw, pid) if kind == "wrong_key" else pid.encode(), raw
 
     def ecg_chunk(self, draw: Draw) -> Message:
         kind = draw(st.sampled_from(ECG_KINDS))
@@ -306,7 +314,7 @@ class Renderer:
             raw = apply_byte_edit(raw, draw(byte_edits))
         elif kind == "oversized":
             raw = oversized(256 * 1024, draw(st.integers(0, 5000)), raw)
-        return pid.encode(), raw
+        return wrong_key(draw, pid) if kind == "wrong_key" else pid.encode(), raw
 
     def fhir(self, draw: Draw) -> Message:
         kind = draw(st.sampled_from(FHIR_KINDS))
@@ -340,7 +348,8 @@ class Renderer:
             raw = apply_byte_edit(raw, draw(byte_edits))
         elif kind == "oversized":
             raw = oversized(256 * 1024, draw(st.integers(0, 5000)), raw)
-        return PATIENTS[patient].encode(), raw
+        pid = PATIENTS[patient]
+        return wrong_key(draw, pid) if kind == "wrong_key" else pid.encode(), raw
 
 
 VITAL_CODES = [("8867-4", "hr", "/min"), ("2708-6", "spo2", "%"), ("59408-5", "spo2", "%"),
@@ -447,6 +456,8 @@ def predict(messages: list[Sent], topics: TopicNames) -> dict[tuple[str, int, in
         try:
             if m.topic == topics.ecg:
                 chunk = decode_ecg_chunk(m.value)
+                if m.key != chunk.patient_id.encode():
+                    raise Rejected("key_mismatch", "")
                 key = f"{chunk.patient_id}/{chunk.lead.name}"
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # extreme samples overflow float math on purpose
@@ -456,6 +467,8 @@ def predict(messages: list[Sent], topics: TopicNames) -> dict[tuple[str, int, in
             readings: list[Vitals] = [decode_vitals(m.value)] if m.topic == topics.vitals else decode_fhir(m.value)
             if len({v.patient_id for v in readings}) > 1:
                 raise Rejected("fhir_mixed_patients", "")
+            if m.key != readings[0].patient_id.encode():
+                raise Rejected("key_mismatch", "")
             key = f"{'device' if m.topic == topics.vitals else 'fhir'}/{readings[0].patient_id}"
             last = last_ms.get(key, -1)
             for v in readings:
@@ -551,6 +564,7 @@ async def test_ten_thousand_bad_and_good_messages_are_each_accepted_or_dead_lett
         assert letter.source.key == m.key and letter.worker == group
     # The worker counts every reason: one warning per dead letter, by reason.
     reasons = Counter(letters[0].reason for letters in ledger.letters.values())
+    assert reasons["key_mismatch"] >= 50, reasons  # records keyed by anything but their patient id
     logged = Counter(line.split(": ", 1)[1].split(" (", 1)[0] for line in log.splitlines()
                      if "dead-lettered " in line and ": " in line)
     assert logged == reasons, (logged - reasons, reasons - logged)
