@@ -48,7 +48,10 @@ Rhythm events sit on the beat schedule: premature ventricular contractions (coup
 interval, full compensatory pause: the next sinus beat falls where it would have),
 VT runs (rate, number of beats), atrial fibrillation (irregular RR, log-normal with a
 given CV; conducted beats without P; a sawtooth fibrillatory baseline after Stridh
-and Sörnmo 2001) and asystole (no electrical activity from a given time). Noise is
+and Sörnmo 2001) and asystole (no electrical activity from a given time, for a given
+time or for good; the sinus node keeps its clock, so beats resume on schedule). The
+mean sinus rate may follow a trend (``hr_trend``, so that a scripted bradycardia
+slows the ECG too); the HRV then keeps its coefficient of variation. Noise is
 added after the model: white Gaussian noise, indexed by sample number through the
 splitmix64 mixer (Steele, Lea and Flood 2014) so it does not depend on chunking;
 electrode-motion bursts (Hann-windowed sums of random 0.5-8 Hz sinusoids, Poisson
@@ -123,6 +126,18 @@ class Episode:
         if not (self.start_s >= 0 and self.duration_s > 0):
             raise ValueError(f"episode needs start_s >= 0 and duration_s > 0, got {self.start_s}, {self.duration_s}")
 
+    @classmethod
+    def parse(cls, text: str) -> Episode:
+        """``"30"`` (from 30 s on) or ``"30:10"`` (30 s to 40 s), as a command line gives it."""
+        start, sep, duration = text.partition(":")
+        try:
+            episode = cls(float(start), float(duration) if sep else math.inf)
+        except ValueError:
+            episode = None
+        if episode is None or not math.isfinite(episode.start_s):
+            raise ValueError(f"expected START[:DURATION] in seconds (START >= 0, DURATION > 0), got {text!r}")
+        return episode
+
     @property
     def end_s(self) -> float:
         return self.start_s + self.duration_s
@@ -160,6 +175,8 @@ class Rhythm:
     af_wave_mv: float = 0.08
     """Amplitude of the fibrillatory (f) waves."""
     asystole_at_s: float | None = None
+    asystole_s: float = math.inf
+    """How long the asystole lasts (open-ended by default)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.pvc_per_min <= 30:
@@ -170,6 +187,8 @@ class Rhythm:
             raise ValueError(f"AF needs af_hr_bpm 40-200 and af_rr_cv 0-0.5, got {self.af_hr_bpm}, {self.af_rr_cv}")
         if self.asystole_at_s is not None and self.asystole_at_s < 0:
             raise ValueError(f"asystole_at_s must be >= 0, got {self.asystole_at_s}")
+        if not self.asystole_s > 0:
+            raise ValueError(f"asystole_s must be > 0, got {self.asystole_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +232,10 @@ class EcgConfig:
     """The ODE step is 1 / (sampling_rate * ceil(internal_rate_hz / sampling_rate))."""
     rhythm: Rhythm = field(default_factory=Rhythm)
     noise: Noise = field(default_factory=Noise)
+    hr_trend: tuple[tuple[float, float], ...] = ()
+    """``(time s, bpm)`` points the mean sinus rate follows, linearly between them and
+    flat before the first and after the last; empty: ``hr_bpm`` throughout. The waves'
+    shapes (QT), the PVC odds per beat and the HRV's scale stay those of ``hr_bpm``."""
 
     def __post_init__(self) -> None:
         if not 100 <= self.sampling_rate <= 2000:
@@ -227,6 +250,9 @@ class EcgConfig:
         if not 0 < self.amplitude_mv <= 10 or not self.internal_rate_hz > 0:
             raise ValueError(f"need amplitude_mv 0-10 and internal_rate_hz > 0, got {self.amplitude_mv}, "
                              f"{self.internal_rate_hz}")
+        times = [t for t, _ in self.hr_trend]
+        if any(not t >= 0 for t in times) or times != sorted(times) or any(not 20 <= hr <= 250 for _, hr in self.hr_trend):
+            raise ValueError(f"hr_trend needs times >= 0 in order and rates 20-250 bpm, got {self.hr_trend}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,10 +387,12 @@ def _indexed_normal(key: np.uint64, start: int, n: int) -> _F64:
 
 
 class _Tachogram:
-    """Sinus RR(t), seconds: mean plus McSharry's two-peak spectrum as a sum of cosines."""
+    """Sinus RR(t), seconds: mean plus McSharry's two-peak spectrum as a sum of cosines.
+    With a rate trend the mean follows it and the cosines scale with the mean."""
 
     def __init__(self, cfg: EcgConfig, rng: np.random.Generator, components: int = 32) -> None:
         self.mean = 60.0 / cfg.hr_bpm
+        self._trend = (np.array([t for t, _ in cfg.hr_trend]), np.array([hr for _, hr in cfg.hr_trend]))
         std = 60.0 * cfg.hr_std_bpm / cfg.hr_bpm**2  # first-order: dRR = 60 dHR / HR²
         r = cfg.lf_hf_ratio
         n_lf = min(max(round(components * r / (1 + r)), 1), components - 1)
@@ -376,8 +404,14 @@ class _Tachogram:
         self._w = _TWO_PI * freq
         self._phase = rng.uniform(0, _TWO_PI, components)
 
+    def mean_rr(self, t: float) -> float:
+        times, rates = self._trend
+        return 60.0 / float(np.interp(t, times, rates)) if times.size else self.mean
+
     def rr(self, t: float) -> float:
-        return max(self.mean + float(np.cos(self._w * t + self._phase) @ self._amp), 0.25)
+        mean = self.mean_rr(t)
+        # Without a trend mean / self.mean is exactly 1.0: the same bits as before trends.
+        return max(mean + mean / self.mean * float(np.cos(self._w * t + self._phase) @ self._amp), 0.25)
 
 
 class _BeatSchedule:
@@ -411,7 +445,7 @@ class _BeatSchedule:
             at = max(run.start_s, self._last + rr)
             beats = [(at + i * rr, BeatKind.VT) for i in range(run.beats)]
             self._pending.extend(beats[1:])
-            self._sinus_next = beats[-1][0] + self._hrv.mean  # sinus resumes one RR after the run
+            self._sinus_next = beats[-1][0] + self._hrv.mean_rr(beats[-1][0])  # sinus resumes one RR after the run
             return beats[0]
         if self._in_af(t):
             mu, sd = self._af_log
@@ -432,7 +466,7 @@ class _BeatSchedule:
         t = max(t, self._last + self._MIN_RR)
         self._last = t
         asystole = self._rhythm.asystole_at_s
-        if asystole is not None and t >= asystole:
+        if asystole is not None and asystole <= t < asystole + self._rhythm.asystole_s:
             kind = BeatKind.NONE
         return t, kind
 

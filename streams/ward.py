@@ -18,16 +18,29 @@ vitals scripts), so that a benchmark's publisher only encodes and sends while th
 pipeline is measured: the bytes are the same either way.
 
 Patients follow `streams.scenarios` scripts (round-robin over ``scenarios``) for
-their vitals, with ECG from `streams.ecg_synth` at the scenario's heart rate at
-the start; ``p0001`` is the demo's deteriorating patient when ``sepsis`` is listed.
+their vitals, with ECG from `streams.ecg_synth` whose mean rate follows the
+script's heart-rate trend (a bradycardia patient's ECG slows to 36 bpm with its
+vitals); ``p0001`` is the demo's deteriorating patient when ``sepsis`` is listed.
+``ecg_config`` sets what every bed's ECG adds to sinus rhythm (HRV, ectopics, VT,
+AF, asystole, noise, leads off); the rate is always the bed's own.
+
+Samples go on the wire as int16 counts of `ECG_SCALE_MV` (`ecg_counts`). A sample
+the device does not have (NaN: a lead off, a gap in a replayed record) is sent as
+`LEADS_OFF_COUNT`, the negative rail, as a monitor's open input reads: the chunk
+format has no missing value (float32 must be finite), and the worker's quality
+check (`processors.sqi`) labels a window parked far from zero ``leads_off``. Real
+samples clip one count short of it, so a rail value always means "no signal".
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,14 +49,30 @@ import numpy.typing as npt
 
 from streams.ecg_codec import EcgChunk, Lead, encode_ecg_chunk
 from streams.ecg_synth import EcgConfig, SyntheticEcg
-from streams.scenarios import ScenarioName, ScenarioPatient, codec_values
+from streams.scenarios import SCRIPTS, ScenarioName, ScenarioPatient, codec_values
 from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 
-__all__ = ["SimulatedWard", "TimedMessage", "bed_phase_us", "publish_ward", "send_second", "ECG_SCALE_MV"]
+__all__ = ["DEFAULT_SCENARIOS", "ECG_SCALE_MV", "LEADS_OFF_COUNT", "SimulatedWard", "TimedMessage", "bed_phase_us",
+           "ecg_counts", "open_producer", "publish_ward", "send_second"]
 
 ECG_SCALE_MV = 0.005
 """mV per int16 count on the wire (5 uV, a typical bedside ADC step)."""
+LEADS_OFF_COUNT = -32768
+"""The count sent for a sample the device does not have (the negative rail)."""
+DEFAULT_SCENARIOS: tuple[ScenarioName, ...] = ("sepsis", "stable", "stable", "hypoxia", "stable", "bradycardia",
+                                               "stable", "stable")
+"""The demo ward's mix, dealt to beds round-robin."""
+_HR_TREND_STEP_S = 5.0
+"""Spacing of the points an ECG's rate trend follows a script's smoothstep with."""
+
+
+def ecg_counts(samples_mv: npt.ArrayLike) -> npt.NDArray[np.int16]:
+    """Millivolts to wire counts: rounded, clipped to +-32767, NaN to `LEADS_OFF_COUNT`."""
+    mv = np.asarray(samples_mv, dtype=np.float64)
+    counts = np.clip(np.round(mv / ECG_SCALE_MV), -32767, 32767)
+    out: npt.NDArray[np.int16] = np.where(np.isnan(mv), LEADS_OFF_COUNT, counts).astype(np.int16)
+    return out
 
 TimedMessage = tuple[int, str, bytes, bytes]
 """``(send_at_us, topic, key, value)``: when a real-time publisher sends it (µs since the epoch)."""
@@ -75,15 +104,33 @@ class _BedSecond:
     counts: npt.NDArray[np.int16] | None
 
 
+def _hr_trend(scenario: ScenarioPatient, hr0: float) -> tuple[tuple[float, float], ...]:
+    """The script's heart-rate course from ``hr0`` (the bed's first reading) to its
+    target, as points every `_HR_TREND_STEP_S` over the ramp; empty if the script
+    leaves the heart rate alone."""
+    script = scenario.script
+    if "hr" not in script.targets or not math.isfinite(script.onset_s):
+        return ()
+    target = script.targets["hr"]
+    n = max(math.ceil(script.ramp_s / _HR_TREND_STEP_S), 1)
+    times = [script.onset_s + script.ramp_s * k / n for k in range(n + 1)]
+    return tuple((t, hr0 + (target - hr0) * scenario.progress(t)) for t in times)
+
+
 class SimulatedWard:
     def __init__(self, patients: int, *, seed: int = 42, topics: TopicNames, ecg: bool = True, ecg_hz: int = 250,
-                 scenarios: Sequence[ScenarioName] = ("sepsis", "stable", "stable", "hypoxia", "stable",
-                                                       "bradycardia", "stable", "stable"),
-                 onset_s: float | None = None, ramp_s: float | None = None) -> None:
+                 scenarios: Sequence[ScenarioName] = DEFAULT_SCENARIOS, onset_s: float | None = None,
+                 ramp_s: float | None = None, ecg_config: EcgConfig | None = None) -> None:
         """``onset_s`` / ``ramp_s`` override the scripts' timing (benchmarks compress
-        deterioration into a short run)."""
+        deterioration into a short run). ``ecg_config`` is every bed's ECG but for its
+        rate (``sampling_rate``, ``hr_bpm`` and ``hr_trend`` come from ``ecg_hz`` and
+        the bed's script). Raises `ValueError` for a setting a bed cannot take (HRV
+        over 20 % of its rate)."""
         if patients < 1:
             raise ValueError(f"patients must be >= 1, got {patients}")
+        if not scenarios or any(name not in SCRIPTS for name in scenarios):
+            raise ValueError(f"scenarios must name some of {', '.join(SCRIPTS)}, got {list(scenarios)}")
+        template = ecg_config or EcgConfig()
         self.topics = topics
         self.ecg_hz = ecg_hz
         self._beds: list[_Bed] = []
@@ -91,8 +138,11 @@ class SimulatedWard:
             pid = f"p{i + 1:04d}"
             scenario = ScenarioPatient(scenarios[i % len(scenarios)], seed=seed, patient=pid, onset_s=onset_s,
                                        ramp_s=ramp_s)
-            hr = float(scenario.vitals(0)["hr"])
-            synth = SyntheticEcg(EcgConfig(sampling_rate=ecg_hz, hr_bpm=hr), seed=seed, patient=pid) if ecg else None
+            synth = None
+            if ecg:
+                hr = float(scenario.vitals(0)["hr"])
+                config = dataclasses.replace(template, sampling_rate=ecg_hz, hr_bpm=hr, hr_trend=_hr_trend(scenario, hr))
+                synth = SyntheticEcg(config, seed=seed, patient=pid)
             self._beds.append(_Bed(pid, scenario, synth, bed_phase_us(seed, pid)))
         # Beds in the order they send within a second (ties: bed order).
         self._beds.sort(key=lambda b: b.phase_us)
@@ -104,6 +154,11 @@ class SimulatedWard:
     @property
     def patient_ids(self) -> list[str]:
         return sorted(b.patient_id for b in self._beds)
+
+    @property
+    def ecg_configs(self) -> dict[str, EcgConfig]:
+        """Each bed's ECG settings, rate trend included (none with ``ecg=False``)."""
+        return {b.patient_id: b.ecg.config for b in sorted(self._beds, key=lambda b: b.patient_id) if b.ecg}
 
     @property
     def phases_us(self) -> dict[str, int]:
@@ -154,7 +209,7 @@ class SimulatedWard:
         counts = None
         if bed.ecg is not None:
             mv, _ = bed.ecg.next_chunk(self.ecg_hz)
-            counts = np.clip(np.nan_to_num(np.round(mv / ECG_SCALE_MV), nan=-32768), -32768, 32767).astype(np.int16)
+            counts = ecg_counts(mv)
         return _BedSecond(dict(codec_values(v)), bool(v["oxygen"]), str(v["acvpu"]), counts)
 
     def _synthesised(self, t: int) -> Iterator[tuple[_Bed, _BedSecond]]:
@@ -198,25 +253,32 @@ async def send_second(producer: _Producer, messages: Iterable[TimedMessage], *, 
     return sent
 
 
-async def publish_ward(bootstrap: str, ward: SimulatedWard, *, seconds: int | None = None, realtime: bool = True,
-                       start_us: int | None = None) -> int:
-    """Publish ``seconds`` of the ward (forever if None); returns messages sent."""
+@asynccontextmanager
+async def open_producer(bootstrap: str) -> AsyncIterator[Any]:
+    """A started aiokafka producer, as the simulated devices use it; stopped on exit."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 max_request_size=1_048_576)
     await producer.start()
-    start = time.time_ns() // 1000 if start_us is None else start_us
-    # Device time start + t s + phase is sent at wall time began + t s + phase (or at
-    # once, when not in real time).
-    began = time.monotonic() if realtime else None
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def publish_ward(bootstrap: str, ward: SimulatedWard, *, seconds: int | None = None, realtime: bool = True,
+                       start_us: int | None = None) -> int:
+    """Publish ``seconds`` of the ward (forever if None); returns messages sent."""
     sent = 0
     t = 0
-    try:
+    async with open_producer(bootstrap) as producer:
+        start = time.time_ns() // 1000 if start_us is None else start_us
+        # Device time start + t s + phase is sent at wall time began + t s + phase (or
+        # at once, when not in real time).
+        began = time.monotonic() if realtime else None
         while seconds is None or t < seconds:
             sent += await send_second(producer, ward.timed_messages(t, start), start_us=start, began=began)
             await producer.flush()
             t += 1
-    finally:
-        await producer.stop()
     return sent

@@ -5,6 +5,8 @@
     vigil worker [--partitions N] [--beat-model fp32|int8|off] [--loglevel L]   the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
+                   [--scenario NAME[,NAME]] [ECG options: --ectopics, --vt-at, --af-at, ...; see --help]
+    vigil simulate --replay RECORD [--channel NAME|INDEX] [--speed X] [--patient ID] [--duration S] [--fast]
     vigil db migrate
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
@@ -31,7 +33,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from event_store.exceptions import EventStoreError
-from vigil.config import LOG_LEVELS, ConfigError, Settings, make_state_dir
+from vigil.config import LOG_LEVELS, ConfigError, Settings, make_state_dir, required
 from vigil.runtime import GC_GEN0_THRESHOLD, WORKER_GC_GEN0_THRESHOLD, tune_gc
 from vigil.services.process import ServiceError, ServiceSettingError
 
@@ -56,15 +58,49 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--loglevel", choices=LOG_LEVELS,
                         help="the worker's log level (default $VIGIL_WORKER_LOGLEVEL, else warn)")
     sub.add_parser("gateway", help="run the WebSocket gateway and dashboard")
-    sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals) to Kafka")
-    sim.add_argument("--patients", type=int, default=8)
-    sim.add_argument("--duration", type=int, default=None, help="seconds to publish (default: forever)")
+    sim = sub.add_parser("simulate", help="publish a simulated ward (250 Hz ECG chunks and 1 Hz vitals), or replay a "
+                                          "WFDB record's ECG, to Kafka; deterministic for a seed")
+    sim.add_argument("--patients", type=int, default=None, help="beds (default 8)")
+    sim.add_argument("--duration", type=int, default=None,
+                     help="seconds to publish (default: forever; with --replay, the whole record)")
     sim.add_argument("--seed", type=int, default=42)
     sim.add_argument("--no-ecg", dest="ecg", action="store_false", help="vitals only")
     sim.add_argument("--onset", type=float, default=None,
                      help="seconds before scripted deterioration starts (default: each scenario's own)")
     sim.add_argument("--ramp", type=float, default=None, help="seconds the deterioration takes")
     sim.add_argument("--fast", action="store_true", help="publish as fast as the broker takes it, not in real time")
+    sim.add_argument("--scenario", action="append", metavar="NAME[,NAME]",
+                     help="stable, sepsis, hypoxia or bradycardia, dealt to the beds round-robin in the order given "
+                          "(repeatable; default: sepsis, stable, stable, hypoxia, stable, bradycardia, stable, stable)")
+    sim_ecg = sim.add_argument_group(
+        "synthetic ECG", "Applied to every bed's ECG (McSharry model), whose rate follows its scenario's heart rate. "
+        "Times are seconds from the start of the run; an episode without :DURATION lasts to the end.")
+    sim_ecg.add_argument("--hr-variability", type=float, metavar="BPM",
+                         help="standard deviation of the sinus rate (default 1, at most 20%% of a bed's rate)")
+    sim_ecg.add_argument("--ectopics", type=float, metavar="PER_MIN",
+                         help="premature ventricular contractions a minute during sinus rhythm, 0-30 (default 0)")
+    sim_ecg.add_argument("--vt-at", action="append", metavar="S[:DURATION]",
+                         help="a run of ventricular tachycardia (default 10 beats; repeatable)")
+    sim_ecg.add_argument("--vt-rate", type=float, metavar="BPM", help="rate of the VT runs, 100-300 (default 180)")
+    sim_ecg.add_argument("--af-at", action="append", metavar="S[:DURATION]",
+                         help="atrial fibrillation, irregular at about 110 bpm (repeatable; 0: throughout)")
+    sim_ecg.add_argument("--asystole-at", metavar="S[:DURATION]", help="no electrical activity; then sinus resumes")
+    sim_ecg.add_argument("--noise", type=float, metavar="MV", help="standard deviation of white measurement noise")
+    sim_ecg.add_argument("--motion", type=float, metavar="PER_MIN",
+                         help="electrode-motion artefact bursts a minute (about 0.5 mV, 1 s each)")
+    sim_ecg.add_argument("--leads-off-at", action="append", metavar="S[:DURATION]",
+                         help="leads off: the samples go out at the negative rail, which the worker flags as leads "
+                              "off (repeatable)")
+    sim_replay = sim.add_argument_group(
+        "record replay", "Publish one ECG channel of a WFDB record (MIT-BIH, the 2015 challenge) instead of the ward: "
+        "1-s int16 chunks stamped with the record's own time base from now; --speed compresses only when they are "
+        "sent. Missing samples go out at the negative rail (leads off).")
+    sim_replay.add_argument("--replay", metavar="RECORD",
+                            help="record path without extension, e.g. ../shared/data/mitdb/100")
+    sim_replay.add_argument("--channel", metavar="NAME|INDEX", help="signal to send (default 0), e.g. MLII or II")
+    sim_replay.add_argument("--speed", type=float, metavar="X", help="times real time (default 1)")
+    sim_replay.add_argument("--patient", metavar="ID",
+                            help="pseudonymous patient id to key the chunks by (default replay-<record name>)")
     db = sub.add_parser("db", help="database administration")
     db.add_argument("action", choices=("migrate", "rebuild-projections"))
     rpeaks = sub.add_parser("rpeaks", help="R peaks of a WFDB record through the streaming detector")
@@ -108,12 +144,6 @@ def _timestamp(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _need(value: str | None, name: str) -> str:
-    if value is None:
-        raise ConfigError(f"{name} is not set (this command needs an external service; `vigil demo` starts embedded ones)")
-    return value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -139,11 +169,11 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "services":
         return launcher.run_services(settings.state_dir / "services", args.kafka, args.brokers)
     if args.command == "db" and args.action == "rebuild-projections":
-        position = asyncio.run(launcher.rebuild_projections(_need(settings.database_url, "VIGIL_DATABASE_URL")))
+        position = asyncio.run(launcher.rebuild_projections(required(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"projections rebuilt up to position {position}")
         return 0
     if args.command == "db":
-        applied = asyncio.run(launcher.migrate(_need(settings.database_url, "VIGIL_DATABASE_URL")))
+        applied = asyncio.run(launcher.migrate(required(settings.database_url, "VIGIL_DATABASE_URL")))
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
     if args.command == "rpeaks":
@@ -182,7 +212,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "audit":
         from vigil import audit
 
-        url = _need(settings.database_url, "VIGIL_DATABASE_URL")
+        url = required(settings.database_url, "VIGIL_DATABASE_URL")
         if args.audit_command == "verify":
             return asyncio.run(audit.verify_command(url))
         return asyncio.run(audit.replay_command(
@@ -194,8 +224,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.partitions < 1:
             raise ConfigError("--partitions must be >= 1")
 
-        url = _need(settings.database_url, "VIGIL_DATABASE_URL")
-        _need(settings.kafka_url, "VIGIL_KAFKA_URL")
+        url = required(settings.database_url, "VIGIL_DATABASE_URL")
+        required(settings.kafka_url, "VIGIL_KAFKA_URL")
         asyncio.run(launcher.migrate(url))
         datadir = settings.state_dir / "worker" / (settings.worker_group or settings.topic_prefix)
         make_state_dir(datadir.parent)
@@ -220,17 +250,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "gateway":
         return asyncio.run(_gateway(settings))
     if args.command == "simulate":
-        from streams.topics import TopicNames
-        from streams.ward import SimulatedWard, publish_ward
+        from vigil.simulate_cli import run as simulate_run
 
-        if args.patients < 1 or (args.duration is not None and args.duration < 1):
-            raise ConfigError("--patients and --duration must be >= 1")
-        _need(settings.kafka_url, "VIGIL_KAFKA_URL")
-        ward = SimulatedWard(args.patients, seed=args.seed, topics=TopicNames(settings.topic_prefix), ecg=args.ecg,
-                             onset_s=args.onset, ramp_s=args.ramp)
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(publish_ward(settings.kafka_bootstrap(), ward, seconds=args.duration, realtime=not args.fast))
-        return 0
+        return simulate_run(args, settings)
     raise AssertionError(args.command)
 
 
@@ -246,7 +268,7 @@ async def _gateway(settings: Settings) -> int:
         gateway_config.check_bind(settings.gateway_host)
     except GatewayConfigError as e:
         raise ConfigError(str(e)) from e
-    url = _need(settings.database_url, "VIGIL_DATABASE_URL")
+    url = required(settings.database_url, "VIGIL_DATABASE_URL")
     store = await PostgresRecorder.connect(url)
     await store.migrate()
     # The gateway process also keeps the ward-status projections current; several

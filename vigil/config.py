@@ -77,6 +77,13 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
     return value
 
 
+def required(value: str | None, name: str) -> str:
+    """``value`` of the setting ``name``, which this command needs; a `ConfigError` if unset."""
+    if value is None:
+        raise ConfigError(f"{name} is not set (this command needs an external service; `vigil demo` starts embedded ones)")
+    return value
+
+
 def make_state_dir(path: Path) -> Path:
     """Create a folder under ``VIGIL_STATE_DIR`` (and it) if missing; a path that cannot be
     one (a file in the way, no permission) is a configuration error naming the variable."""
