@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -54,7 +54,9 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
+from detectors.alarm_conditions import Priority
 from detectors.alarm_limits import starting_limits
+from detectors.alarms import AlarmEngine, AlarmPolicy
 from detectors.beat_classifier import BeatClassifier, Variant, shared_classifier
 from event_store.events import NewEvent
 from event_store.postgres import PostgresRecorder
@@ -111,6 +113,9 @@ class WorkerConfig:
     """The site's high heart-rate limit in place of the care area's (`detectors.alarm_limits.starting_limits`)."""
     care_area: str = "ward"
     """Default alarm limits for patients seen for the first time (`detectors.alarm_limits`)."""
+    escalate_after_s: Mapping[Priority, float] | None = None
+    """Seconds an unacknowledged alarm of each priority waits before it escalates
+    (`detectors.alarms.AlarmPolicy`); None: the policy's defaults."""
     embedded_broker: bool = False
     """True on the demo's Tansu broker, which needs gentler client settings."""
     app_id: str | None = None
@@ -255,7 +260,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     ecg_states: PatientStates[EcgPatient] = PatientStates(ecg_table, EcgPatient.snapshot, EcgPatient.restore,
                                                           (names.ecg,), rewind, absent)
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
-    engine = ENGINE  # stateless apart from its policy: one for every source
+    # Stateless apart from its policy: one for every source.
+    engine = ENGINE if cfg.escalate_after_s is None else AlarmEngine(AlarmPolicy(escalate_after_s=cfg.escalate_after_s))
     limits = starting_limits(cfg.care_area, cfg.hr_high_limit)
     counters: Counter[str] = Counter()  # dead letters by reason
     taken_by_topic: Counter[str] = Counter()
@@ -444,7 +450,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 await commands.caught_up(ecg_states, key, msg.partition, state, chunk.patient_id)
             source = SourceRef(msg.topic, msg.partition, msg.offset)
             try:
-                state, new_events = process_chunk(state, chunk, source, classifier)
+                state, new_events = process_chunk(state, chunk, source, classifier, engine)
             except Rejected as r:
                 await dead_letter(stream, event, r.reason, r.detail)
                 continue

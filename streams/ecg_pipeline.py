@@ -170,10 +170,12 @@ class EcgPatient:
 
 
 def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
-                  classifier: BeatClassifier | None = None) -> tuple[EcgPatient, list[NewEvent]]:
+                  classifier: BeatClassifier | None = None, engine: AlarmEngine = ENGINE
+                  ) -> tuple[EcgPatient, list[NewEvent]]:
     """Apply one chunk; return the patient's new state and the events to append.
     Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``, ``time_not_increasing``)
-    for a chunk that must be dead-lettered; ``state`` is then unchanged.
+    for a chunk that must be dead-lettered; ``state`` is then unchanged. ``engine``: the
+    alarm engine of the site's policy (escalation times; `ENGINE` has the defaults).
 
     With a ``classifier``, every beat found is classified. A patient whose chain began
     without one (or before a restart that turned classification on) is classified
@@ -238,7 +240,7 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
     now_us = state.sample_us(state.fed)
     # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
     # datetime itself only when there is an event to stamp.
-    state.alarms, decisions = ENGINE.step(state.alarms, AlarmInputs(observations=report.observations),
+    state.alarms, decisions = engine.step(state.alarms, AlarmInputs(observations=report.observations),
                                           now=now_us / 1_000_000)
     if decisions:
         now = _at(now_us)

@@ -218,6 +218,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(audit.replay_command(
             url, stream_id=args.stream, patient_id=args.patient, start=args.start, end=args.end, actor=args.actor))
     if args.command == "worker":
+        from detectors.alarm_conditions import Priority
         from streams.app import WorkerConfig, run_worker
         from streams.topics import TopicNames
 
@@ -235,6 +236,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             topics=TopicNames(settings.topic_prefix),
             hr_high_limit=settings.hr_high_limit,
             care_area=settings.care_area,
+            escalate_after_s=None if settings.escalate_after_s is None else dict(
+                zip((Priority.HIGH, Priority.MEDIUM, Priority.LOW), settings.escalate_after_s, strict=True)),
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
             instance_id=settings.worker_instance,

@@ -77,6 +77,21 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
     return value
 
 
+def _escalation(raw: str | None) -> tuple[float, float, float] | None:
+    if not raw:
+        return None
+    parts = raw.split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(10 <= v <= 3600 for v in values):
+        raise ConfigError(f"VIGIL_ALARM_ESCALATE_S: {raw!r} is not three numbers of seconds, 10-3600, for high, "
+                          f"medium and low priority alarms (e.g. 60,120,300)")
+    high, medium, low = values
+    return high, medium, low
+
+
 def required(value: str | None, name: str) -> str:
     """``value`` of the setting ``name``, which this command needs; a `ConfigError` if unset."""
     if value is None:
@@ -159,6 +174,10 @@ class Settings:
     0-65535, 0 for any free one; unset: no server; `streams.metrics`)."""
     worker_metrics_host: str = "127.0.0.1"
     """Address that server listens on (``VIGIL_WORKER_METRICS_HOST``; 0.0.0.0 in a container)."""
+    escalate_after_s: tuple[float, float, float] | None = None
+    """Seconds an unacknowledged high, medium and low priority alarm waits before it
+    escalates (``VIGIL_ALARM_ESCALATE_S``, ``high,medium,low``, each 10-3600); None:
+    the alarm engine's defaults (`detectors.alarms.AlarmPolicy`)."""
     care_area: str = "ward"
     """Care area whose default alarm limits a patient starts from (``VIGIL_CARE_AREA``:
     icu, step-down or ward; `detectors.alarm_limits.CARE_AREAS`). The worker raises
@@ -198,6 +217,7 @@ class Settings:
                                  if env.get("VIGIL_WORKER_METRICS_PORT") else None),
             worker_metrics_host=env.get("VIGIL_WORKER_METRICS_HOST") or "127.0.0.1",
             care_area=_choice(env, "VIGIL_CARE_AREA", tuple(CARE_AREAS), "ward"),
+            escalate_after_s=_escalation(env.get("VIGIL_ALARM_ESCALATE_S")),
         )
 
     def kafka_bootstrap(self) -> str:

@@ -60,11 +60,20 @@ def test_bad_database_urls(value: str, fragment: str) -> None:
         ({"VIGIL_TOPIC_PREFIX": "bad prefix!"}, "VIGIL_TOPIC_PREFIX"),
         ({"VIGIL_HR_HIGH_LIMIT": "5"}, "outside 30-300"),
         ({"VIGIL_CARE_AREA": "theatre"}, "VIGIL_CARE_AREA: 'theatre' is not one of icu, step-down, ward"),
+        ({"VIGIL_ALARM_ESCALATE_S": "60,120"}, "VIGIL_ALARM_ESCALATE_S: '60,120' is not three numbers"),
+        ({"VIGIL_ALARM_ESCALATE_S": "5,120,300"}, "VIGIL_ALARM_ESCALATE_S"),
+        ({"VIGIL_ALARM_ESCALATE_S": "a,b,c"}, "VIGIL_ALARM_ESCALATE_S"),
+        ({"VIGIL_ALARM_ESCALATE_S": "60,nan,300"}, "VIGIL_ALARM_ESCALATE_S"),
     ],
 )
 def test_other_bad_values(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         Settings.from_env(env)
+
+
+def test_escalation_times_are_the_engines_unless_the_site_sets_them() -> None:
+    assert Settings.from_env({}).escalate_after_s is None
+    assert Settings.from_env({"VIGIL_ALARM_ESCALATE_S": "30,90,600"}).escalate_after_s == (30.0, 90.0, 600.0)
 
 
 def test_patients_start_from_the_care_areas_limits_with_the_sites_heart_rate_limit() -> None:

@@ -8,12 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from detectors.alarm_conditions import Priority
+from detectors.alarms import AlarmEngine, AlarmPolicy
 from detectors.beat_classifier import shared_classifier
 from event_store.events import NewEvent
 from event_store.integrity import encode_json
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
-from streams.ecg_pipeline import SUMMARY_S, EcgPatient, first_summary_s, process_chunk, waveform_of
+from streams.ecg_pipeline import ENGINE, SUMMARY_S, EcgPatient, first_summary_s, process_chunk, waveform_of
 from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg, VtRun
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef
@@ -78,6 +80,25 @@ def test_asystole_raises_a_high_priority_alarm() -> None:
     first = next(e for e in events if e.event_type == "AlertRaised" and e.payload["condition"] == "asystole")
     # Raised within 4 s of the pause's threshold plus the chain's release latency.
     assert 24.0 <= (first.occurred_at.timestamp() - T0_US / 1e6) <= 30.0
+
+
+def test_the_sites_escalation_time_reaches_the_ecg_alarms() -> None:
+    config = EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(asystole_at_s=20.0))
+    quick = AlarmEngine(AlarmPolicy(escalate_after_s={Priority.HIGH: 10.0, Priority.MEDIUM: 120.0,
+                                                      Priority.LOW: 300.0}))
+    timings = {}
+    for name, engine in (("default", ENGINE), ("quick", quick)):
+        state: EcgPatient | None = None
+        events: list[NewEvent] = []
+        for i, chunk in enumerate(chunks(45, config)):
+            state, produced = process_chunk(state, chunk, SourceRef("ecg", 0, i), None, engine)
+            events += produced
+        timings[name] = [(e.event_type, e.occurred_at.timestamp()) for e in events
+                         if e.payload.get("condition") == "asystole"]
+    (kind, raised), = timings["default"]  # the default waits 60 s: nothing more within the run
+    assert kind == "AlertRaised"
+    assert [kind for kind, _ in timings["quick"]] == ["AlertRaised", "AlertEscalated"]
+    assert timings["quick"][0][1] == raised and 10.0 <= timings["quick"][1][1] - raised <= 11.0
 
 
 def test_a_gap_is_reported_and_a_stale_chunk_refused() -> None:
