@@ -24,6 +24,12 @@ letting noise suppress them would switch their detection off exactly when they a
 present. Each guards against noise itself: the VF detector (detectors/vf.py) rejects
 broadband noise, and the VT rule (detectors/arrhythmia.py) takes a noise window's
 beats only when the beat classifier calls them ventricular and the run is regular.
+A flat line suppresses nothing: the signal-quality index calls a window flat when it
+spans under 50 uV (processors/sqi.py), which a true asystole on a clean line does
+too, so the flat-line alarm asks for the electrodes to be checked beside the
+asystole alarm rather than instead of it; a missed asystole costs far more than a
+false one. Only leads off (most samples missing, or the input parked at a rail) is
+sure to be the equipment.
 
 Condition names are stable strings: they are stored in events, never derived from
 code paths.
