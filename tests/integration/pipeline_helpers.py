@@ -311,10 +311,11 @@ class WardFeed:
                  max_seconds: int = 900) -> None:
         self._bootstrap = bootstrap
         self.topics = topics
-        # Patients deteriorate from the 10th ward second over a minute (the scripts' own
-        # onsets come minutes in, after most runs end), so alarms are raised, escalated
-        # and held across the faults: the stores compared then hold them.
-        self._ward = SimulatedWard(patients, seed=seed, topics=topics, onset_s=10, ramp_s=60)
+        # Patients deteriorate from the 5th ward second over 15 s (the scripts' own onsets
+        # come minutes in, after most runs end): the first alarms come 12 ward seconds in
+        # (seed 7, 12 beds), so even the shortest fault run (37 ward seconds) raises and
+        # holds alarms across its fault, and the stores compared hold them.
+        self._ward = SimulatedWard(patients, seed=seed, topics=topics, onset_s=5, ramp_s=15)
         self.patients = patients
         self._pace = pace
         self._limit = max_seconds
