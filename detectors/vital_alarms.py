@@ -15,12 +15,23 @@ from detectors.alarm_inputs import VitalsInput
 from detectors.alarm_limits import PARAMETERS, AlarmLimits
 from detectors.news2 import News2Result
 
-__all__ = ["LIMIT_CONDITIONS", "limit_observations", "spo2_probe_observation", "news2_observations"]
+__all__ = ["LIMIT_CONDITIONS", "PROBE_OFF_SPO2", "limit_observations", "spo2_probe_observation", "spo2_reading",
+           "news2_observations"]
 
 LIMIT_CONDITIONS: Mapping[str, tuple[str, str]] = {
     f"{key}_{side}": (key, side) for key in PARAMETERS for side in ("high", "low")
 }
 """Condition name -> (parameter, side), e.g. ``"spo2_low" -> ("spo2", "low")``."""
+
+
+PROBE_OFF_SPO2 = 0.0
+"""What an oximeter reports for SpO2 with its probe off: no reading, not a saturation."""
+
+
+def spo2_reading(value: float | None) -> float | None:
+    """An SpO2 value as a measurement: None when absent or `PROBE_OFF_SPO2` (the probe-off
+    condition reports that), so neither the limits nor NEWS2 take it for a desaturation."""
+    return None if value == PROBE_OFF_SPO2 else value
 
 
 _PAIRS = tuple((key, f"{key}_high", f"{key}_low") for key in PARAMETERS)
@@ -42,8 +53,8 @@ def limit_observations(vitals: VitalsInput, limits: AlarmLimits, active: Collect
     for key, high_name, low_name in _PAIRS:
         unit, p = PARAMETERS[key].unit, limits[key]
         value = values.get(key)
-        if key == "spo2" and value == 0:
-            value = None  # an SpO2 of 0 is "no reading": the probe-off condition reports it
+        if key == "spo2":
+            value = spo2_reading(value)
         for condition, limit, high in ((high_name, p.high, True), (low_name, p.low, False)):
             if value is None:
                 if only is None:
@@ -68,7 +79,8 @@ def spo2_probe_observation(vitals: VitalsInput) -> Observation:
     """
     spo2 = vitals.values.get("spo2")
     if spo2 is not None:
-        return Observation("spo2_probe_off", spo2 == 0, detail="SpO2 reads 0" if spo2 == 0 else "")
+        off = spo2 == PROBE_OFF_SPO2
+        return Observation("spo2_probe_off", off, detail="SpO2 reads 0" if off else "")
     if vitals.pleth_present is None:
         return Observation("spo2_probe_off", None)
     present = not vitals.pleth_present

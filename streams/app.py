@@ -47,7 +47,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import faust
@@ -55,7 +55,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
 
 from detectors.alarm_conditions import Priority
-from detectors.alarm_limits import starting_limits
+from detectors.alarm_limits import AlarmLimits, starting_limits
 from detectors.alarms import AlarmEngine, AlarmPolicy
 from detectors.beat_classifier import BeatClassifier, Variant, shared_classifier
 from event_store.events import NewEvent
@@ -109,10 +109,9 @@ class WorkerConfig:
     """``host:port`` of each bootstrap broker."""
     database_url: str
     topics: TopicNames
-    hr_high_limit: float | None = None
-    """The site's high heart-rate limit in place of the care area's (`detectors.alarm_limits.starting_limits`)."""
-    care_area: str = "ward"
-    """Default alarm limits for patients seen for the first time (`detectors.alarm_limits`)."""
+    starting_limits: AlarmLimits = field(default_factory=lambda: starting_limits("ward"))
+    """Alarm limits of patients seen for the first time (`detectors.alarm_limits.starting_limits`;
+    the gateway resolves limits commands against the same)."""
     escalate_after_s: Mapping[Priority, float] | None = None
     """Seconds an unacknowledged alarm of each priority waits before it escalates
     (`detectors.alarms.AlarmPolicy`); None: the policy's defaults."""
@@ -262,7 +261,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
     states_of = {topic: states for states in (vitals_states, ecg_states) for topic in states.topics}
     # Stateless apart from its policy: one for every source.
     engine = ENGINE if cfg.escalate_after_s is None else AlarmEngine(AlarmPolicy(escalate_after_s=cfg.escalate_after_s))
-    limits = starting_limits(cfg.care_area, cfg.hr_high_limit)
+    limits = cfg.starting_limits
     counters: Counter[str] = Counter()  # dead letters by reason
     taken_by_topic: Counter[str] = Counter()
     sink: dict[str, BatchingSink] = {}
@@ -357,7 +356,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         msg = event.message
         source = SourceRef(msg.topic, msg.partition, msg.offset)
         key = f"{kind}/{readings[0].patient_id}"
-        state = vitals_states.get(key) or VitalsPatient(engine.new_state(readings[0].patient_id, cfg.care_area, limits))
+        state = vitals_states.get(key) or VitalsPatient(engine.new_state(readings[0].patient_id, limits.care_area, limits))
         if msg.offset <= state.offset:
             vitals_states.covered(key, stream, event)  # already applied before a restart
             return

@@ -26,6 +26,7 @@ from detectors.alarm_inputs import AlarmInputs, VitalsInput
 from detectors.alarm_state import AlarmState
 from detectors.alarms import AlarmEngine
 from detectors.news2 import Acvpu, News2Observation, News2Result, score_news2
+from detectors.vital_alarms import spo2_reading
 from event_store.events import NewEvent
 from streams.vitals_codec import Vitals
 
@@ -94,14 +95,15 @@ class VitalsPatient:
 
 def news2_of(vitals: Vitals, spo2_scale: int = 1) -> News2Result | None:
     """NEWS2 when the reading has every parameter, else None; SpO2 on the patient's
-    scale (`detectors.alarm_limits.AlarmLimits.spo2_scale`). An SpO2
-    of 0 is no reading (the probe is off: `detectors.vital_alarms.spo2_probe_observation`),
-    not a saturation scoring 3, so such a reading has no score either."""
+    scale (`detectors.alarm_limits.AlarmLimits.spo2_scale`). A probe-off SpO2 is no
+    reading (`detectors.vital_alarms.spo2_reading`), not a saturation scoring 3, so
+    such a reading has no score either."""
     v = vitals.values
-    if (vitals.oxygen is None or vitals.acvpu is None or v.get("spo2") == 0
-            or any(v.get(k) is None for k in ("rr", "spo2", "sbp", "hr", "temp"))):
+    spo2 = spo2_reading(v.get("spo2"))
+    if (spo2 is None or vitals.oxygen is None or vitals.acvpu is None
+            or any(v.get(k) is None for k in ("rr", "sbp", "hr", "temp"))):
         return None
-    return score_news2(News2Observation(rr=v["rr"], spo2=v["spo2"], spo2_scale=spo2_scale, oxygen=vitals.oxygen, sbp=v["sbp"],
+    return score_news2(News2Observation(rr=v["rr"], spo2=spo2, spo2_scale=spo2_scale, oxygen=vitals.oxygen, sbp=v["sbp"],
                                         hr=v["hr"], acvpu=Acvpu(vitals.acvpu), temp=v["temp"]))
 
 

@@ -218,7 +218,6 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(audit.replay_command(
             url, stream_id=args.stream, patient_id=args.patient, start=args.start, end=args.end, actor=args.actor))
     if args.command == "worker":
-        from detectors.alarm_conditions import Priority
         from streams.app import WorkerConfig, run_worker
         from streams.topics import TopicNames
 
@@ -234,10 +233,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             brokers=settings.kafka_bootstrap().split(","),
             database_url=url,
             topics=TopicNames(settings.topic_prefix),
-            hr_high_limit=settings.hr_high_limit,
-            care_area=settings.care_area,
-            escalate_after_s=None if settings.escalate_after_s is None else dict(
-                zip((Priority.HIGH, Priority.MEDIUM, Priority.LOW), settings.escalate_after_s, strict=True)),
+            starting_limits=settings.starting_limits(),
+            escalate_after_s=settings.escalate_after_s,
             embedded_broker=settings.kafka_embedded,
             app_id=settings.worker_group,
             instance_id=settings.worker_instance,

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from detectors.alarm_conditions import Priority
 from detectors.alarm_limits import CARE_AREAS, AlarmLimits, starting_limits
 from streams.states import CHECKPOINT_INTERVAL_S
 
@@ -77,7 +79,7 @@ def parse_database_url(value: str, name: str = "VIGIL_DATABASE_URL") -> str:
     return value
 
 
-def _escalation(raw: str | None) -> tuple[float, float, float] | None:
+def _escalation(raw: str | None) -> Mapping[Priority, float] | None:
     if not raw:
         return None
     parts = raw.split(",")
@@ -88,8 +90,7 @@ def _escalation(raw: str | None) -> tuple[float, float, float] | None:
     if len(values) != 3 or not all(10 <= v <= 3600 for v in values):
         raise ConfigError(f"VIGIL_ALARM_ESCALATE_S: {raw!r} is not three numbers of seconds, 10-3600, for high, "
                           f"medium and low priority alarms (e.g. 60,120,300)")
-    high, medium, low = values
-    return high, medium, low
+    return MappingProxyType(dict(zip((Priority.HIGH, Priority.MEDIUM, Priority.LOW), values, strict=True)))
 
 
 def required(value: str | None, name: str) -> str:
@@ -174,8 +175,8 @@ class Settings:
     0-65535, 0 for any free one; unset: no server; `streams.metrics`)."""
     worker_metrics_host: str = "127.0.0.1"
     """Address that server listens on (``VIGIL_WORKER_METRICS_HOST``; 0.0.0.0 in a container)."""
-    escalate_after_s: tuple[float, float, float] | None = None
-    """Seconds an unacknowledged high, medium and low priority alarm waits before it
+    escalate_after_s: Mapping[Priority, float] | None = None
+    """Seconds an unacknowledged alarm of each priority waits before it
     escalates (``VIGIL_ALARM_ESCALATE_S``, ``high,medium,low``, each 10-3600); None:
     the alarm engine's defaults (`detectors.alarms.AlarmPolicy`)."""
     care_area: str = "ward"

@@ -27,10 +27,10 @@ from vigil.config import ConfigError, Settings, required
 
 __all__ = ["run", "WARD_OPTIONS", "REPLAY_OPTIONS"]
 
-WARD_OPTIONS = ("patients", "scenario", "onset", "ramp", "hr_variability", "ectopics", "vt_at", "vt_rate", "af_at",
-                "asystole_at", "noise", "motion", "leads_off_at")
-"""Ward options, as argparse names them; from ``hr_variability`` on they shape the ECG."""
-_ECG_OPTIONS = WARD_OPTIONS[4:]
+_ECG_OPTIONS = ("hr_variability", "ectopics", "vt_at", "vt_rate", "af_at", "asystole_at", "noise", "motion",
+                "leads_off_at")
+WARD_OPTIONS = ("patients", "scenario", "onset", "ramp", *_ECG_OPTIONS)
+"""Ward options, as argparse names them; `_ECG_OPTIONS` shape the ECG."""
 REPLAY_OPTIONS = ("channel", "speed", "patient")
 
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from detectors.alarm_conditions import Priority
 from detectors.alarm_limits import default_limits, starting_limits
 from vigil.config import ConfigError, Settings, parse_database_url, parse_kafka_url
 
@@ -73,7 +74,8 @@ def test_other_bad_values(env: dict[str, str], fragment: str) -> None:
 
 def test_escalation_times_are_the_engines_unless_the_site_sets_them() -> None:
     assert Settings.from_env({}).escalate_after_s is None
-    assert Settings.from_env({"VIGIL_ALARM_ESCALATE_S": "30,90,600"}).escalate_after_s == (30.0, 90.0, 600.0)
+    assert Settings.from_env({"VIGIL_ALARM_ESCALATE_S": "30,90,600"}).escalate_after_s == {
+        Priority.HIGH: 30.0, Priority.MEDIUM: 90.0, Priority.LOW: 600.0}
 
 
 def test_patients_start_from_the_care_areas_limits_with_the_sites_heart_rate_limit() -> None:
@@ -93,10 +95,9 @@ def test_the_worker_and_the_gateway_start_from_the_same_limits(monkeypatch: pyte
     from streams.topics import TopicNames
 
     settings = Settings.from_env({"VIGIL_CARE_AREA": "step-down", "VIGIL_HR_HIGH_LIMIT": "125"})
-    worker = WorkerConfig(["k:9092"], "postgresql://u@h/db", TopicNames("t"), hr_high_limit=settings.hr_high_limit,
-                          care_area=settings.care_area)
+    worker = WorkerConfig(["k:9092"], "postgresql://u@h/db", TopicNames("t"), starting_limits=settings.starting_limits())
     gateway = GatewayConfig("x" * 32, starting_limits=settings.starting_limits())
-    assert starting_limits(worker.care_area, worker.hr_high_limit) == gateway.starting_limits
+    assert worker.starting_limits == gateway.starting_limits == starting_limits("step-down", 125)
     assert gateway.starting_limits.parameters["hr"].high == 125
     assert gateway.starting_limits.parameters["sbp"] == default_limits("step-down").parameters["sbp"]
 
