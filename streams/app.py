@@ -338,10 +338,10 @@ def build_app(cfg: WorkerConfig) -> faust.App:
         source = DeadLetterSource(msg.topic, msg.partition, msg.offset,
                                   None if msg.timestamp is None else round(msg.timestamp * 1000), msg.key)
         log.warning("dead-lettered %s/%s/%s: %s (%s)", msg.topic, msg.partition, msg.offset, reason, detail[:200])
-        sent = await dead_letters.send(key=msg.key, value=encode_dead_letter(reason, detail, source, msg.value,
-                                                                             worker=app.conf.id),
-                                       headers=dead_letter_headers(reason, detail, source))
-        states_of[msg.topic].dead_lettered(stream, event, sent, applied=applied)
+        headers = dead_letter_headers(reason, detail, source)
+        sent = [await dead_letters.send(key=msg.key, value=part, headers=headers)
+                for part in encode_dead_letter(reason, detail, source, msg.value, worker=app.conf.id)]
+        states_of[msg.topic].dead_lettered(stream, event, asyncio.gather(*sent), applied=applied)
         if not applied:
             await stream.ack(event)
 

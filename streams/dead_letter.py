@@ -1,12 +1,12 @@
 """The dead-letter record: a rejected message, why, and where it came from.
 
-Every message a worker cannot accept is published to the dead-letter topic as one
-JSON envelope (schema ``streams/contracts/deadletter.v1.schema.json``)::
+Every message a worker cannot accept is published to the dead-letter topic as JSON
+envelopes (schema ``streams/contracts/deadletter.v2.schema.json``)::
 
-    {"schema_version": 1, "reason": "malformed_json", "detail": "Expecting value: ...",
+    {"schema_version": 2, "reason": "malformed_json", "detail": "Expecting value: ...",
      "source": {"topic": "vigil.vitals", "partition": 3, "offset": 1200,
                 "timestamp_ms": 1764122400000, "key_b64": "cDAwMDE="},
-     "payload_b64": "e25vdCBqc29u", "payload_size": 9, "payload_truncated": false,
+     "payload_b64": "e25vdCBqc29u", "payload_offset": 0, "payload_size": 9,
      "worker": "vigil-worker"}
 
 The original bytes travel base64-encoded, so any bytes (invalid UTF-8, binary ECG)
@@ -14,13 +14,19 @@ round-trip exactly; ``null`` stands for a Kafka null value or key, distinct from
 empty bytes. Why an envelope and not just headers: the payload, the reason and the
 source then stay together through any tool that copies values but drops headers.
 
-Payloads longer than `MAX_DEAD_LETTER_PAYLOAD_BYTES` (the largest message any input
-topic accepts) are the ``oversized`` rejections themselves; they keep only their
-first bytes, with ``payload_truncated`` true and ``payload_size`` the original
-length, because a full copy could exceed the broker's own message limit and then the
-dead letter itself would fail, which is the one failure with nowhere to go.
+Nothing is cut. A message longer than `PART_BYTES` (the largest input any topic
+accepts, so in practice the ``oversized`` rejections) goes out as one envelope per
+`PART_BYTES` slice, in order, all with the same key, reason and source:
+``payload_offset`` says where the slice starts and ``payload_size`` how long the
+whole message is. Each envelope then stays far below the broker's 1-MB message
+limit whatever the input's size (a single envelope holding a large input could
+exceed it, and a dead letter that cannot be sent is the one failure with nowhere
+to go). `DeadLetterAssembler` puts the slices back together.
 
-`decode_dead_letter` (for replay and inspection tools) raises only `Rejected`.
+Schema version 1 (before 2026-11-28) kept only an oversized message's first
+`PART_BYTES` (``payload_truncated``); `decode_dead_letter` still reads it.
+`decode_dead_letter` (for inspection tools such as ``vigil dead-letters``) raises
+only `Rejected`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
 
 from streams.vitals_codec import Rejected, is_json_integer, load_json_object
@@ -37,27 +44,29 @@ from streams.vitals_codec import Rejected, is_json_integer, load_json_object
 __all__ = [
     "DEAD_LETTER_SCHEMA_VERSION",
     "MAX_DEAD_LETTER_BYTES",
-    "MAX_DEAD_LETTER_PAYLOAD_BYTES",
+    "PART_BYTES",
     "MAX_DETAIL_CHARS",
     "DeadLetter",
+    "DeadLetterAssembler",
     "DeadLetterSource",
     "dead_letter_headers",
     "decode_dead_letter",
     "encode_dead_letter",
 ]
 
-DEAD_LETTER_SCHEMA_VERSION = 1
-MAX_DEAD_LETTER_PAYLOAD_BYTES = 256 * 1024
-"""The largest input any topic accepts (ECG chunks and FHIR messages)."""
+DEAD_LETTER_SCHEMA_VERSION = 2
+PART_BYTES = 256 * 1024
+"""The original bytes one envelope carries at most: the largest input any topic
+accepts (ECG chunks and FHIR messages), so only an oversized message is split."""
 MAX_DETAIL_CHARS = 1000
 MAX_KEY_BYTES = 1024
 MAX_DEAD_LETTER_BYTES = 512 * 1024
-"""Room for the base64 payload (4/3 of 256 KiB) plus the rest; under Kafka's 1 MB default."""
+"""Room for the base64 slice (4/3 of 256 KiB) plus the rest; under Kafka's 1 MB default."""
 
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")  # Kafka's legal topic names
-_TOP_FIELDS = frozenset(
-    {"schema_version", "reason", "detail", "source", "payload_b64", "payload_size", "payload_truncated", "worker"})
+_COMMON_FIELDS = frozenset({"schema_version", "reason", "detail", "source", "payload_b64", "payload_size", "worker"})
+_TOP_FIELDS = {1: _COMMON_FIELDS | {"payload_truncated"}, 2: _COMMON_FIELDS | {"payload_offset"}}
 _SOURCE_FIELDS = frozenset({"topic", "partition", "offset", "timestamp_ms", "key_b64"})
 
 
@@ -79,16 +88,26 @@ class DeadLetter:
     detail: str
     source: DeadLetterSource
     payload: bytes | None
-    """The original value; only its first bytes when ``payload_truncated``."""
+    """The original value, or the slice of it that starts at ``payload_offset`` (only
+    its first `PART_BYTES` in a version-1 envelope with ``payload_truncated``)."""
     payload_size: int
+    """Length of the whole original value."""
     payload_truncated: bool
+    """Only version-1 envelopes are ever truncated."""
     worker: str | None
+    payload_offset: int = 0
+
+    @property
+    def whole(self) -> bool:
+        """Whether ``payload`` is the entire original value (a null or empty one included)."""
+        return self.payload_offset == 0 and (0 if self.payload is None else len(self.payload)) == self.payload_size
 
 
 def encode_dead_letter(
     reason: str, detail: str, source: DeadLetterSource, payload: bytes | None, *, worker: str | None = None
-) -> bytes:
-    """The envelope for one rejected message. ``reason`` is a `Rejected.reason`
+) -> list[bytes]:
+    """The envelopes for one rejected message, to be sent in order with its key: one,
+    or one per `PART_BYTES` slice of a longer payload. ``reason`` is a `Rejected.reason`
     code; ``detail`` is cut to `MAX_DETAIL_CHARS`, the key to `MAX_KEY_BYTES`.
     Raises ValueError only for caller bugs (a malformed reason code or source)."""
     if not _REASON.fullmatch(reason):
@@ -96,8 +115,7 @@ def encode_dead_letter(
     if not _TOPIC.fullmatch(source.topic) or source.partition < 0 or source.offset < 0:
         raise ValueError(f"bad source {source}")
     size = 0 if payload is None else len(payload)
-    kept = None if payload is None else payload[:MAX_DEAD_LETTER_PAYLOAD_BYTES]
-    doc: dict[str, Any] = {
+    head: dict[str, Any] = {
         "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "reason": reason,
         "detail": detail[:MAX_DETAIL_CHARS],
@@ -108,24 +126,25 @@ def encode_dead_letter(
             "timestamp_ms": source.timestamp_ms,
             "key_b64": _b64(None if source.key is None else source.key[:MAX_KEY_BYTES]),
         },
-        "payload_b64": _b64(kept),
-        "payload_size": size,
-        "payload_truncated": size > MAX_DEAD_LETTER_PAYLOAD_BYTES,
-        "worker": worker,
     }
     # ensure_ascii: a detail quoting a lone surrogate from bad input still encodes.
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode()
+    return [json.dumps(head | {"payload_b64": _b64(None if payload is None else payload[start:start + PART_BYTES]),
+                               "payload_offset": start, "payload_size": size, "worker": worker},
+                       separators=(",", ":"), ensure_ascii=True).encode()
+            for start in range(0, max(size, 1), PART_BYTES)]
 
 
 def decode_dead_letter(raw: bytes | None) -> DeadLetter:
-    """Parse an envelope back; raises `Rejected` (``empty``, ``oversized``,
-    ``malformed_json``, ``unknown_schema_version``, ``unknown_field``, ``invalid_field``)."""
+    """Parse one envelope back (version 1 or 2); raises `Rejected` (``empty``,
+    ``oversized``, ``malformed_json``, ``unknown_schema_version``, ``unknown_field``,
+    ``invalid_field``)."""
     doc = load_json_object(raw, MAX_DEAD_LETTER_BYTES)
     version = doc.get("schema_version")
-    if not is_json_integer(version) or version != DEAD_LETTER_SCHEMA_VERSION:
-        raise Rejected("unknown_schema_version", f"schema_version {version!r:.40} is not {DEAD_LETTER_SCHEMA_VERSION}")
-    _only(doc, _TOP_FIELDS, "")
-    _all(doc, _TOP_FIELDS, "")
+    if not is_json_integer(version) or version not in _TOP_FIELDS:
+        raise Rejected("unknown_schema_version", f"schema_version {version!r:.40} is not 1 or 2")
+    fields = _TOP_FIELDS[int(version)]
+    _only(doc, fields, "")
+    _all(doc, fields, "")
     reason, detail, worker = doc["reason"], doc["detail"], doc["worker"]
     if not isinstance(reason, str) or not _REASON.fullmatch(reason):
         raise Rejected("invalid_field", "reason must be a lower_snake_case code")
@@ -133,15 +152,54 @@ def decode_dead_letter(raw: bytes | None) -> DeadLetter:
         raise Rejected("invalid_field", f"detail must be a string of at most {MAX_DETAIL_CHARS} characters")
     if worker is not None and not isinstance(worker, str):
         raise Rejected("invalid_field", "worker must be a string or null")
-    payload = _unb64(doc["payload_b64"], "payload_b64", MAX_DEAD_LETTER_PAYLOAD_BYTES)
-    size, truncated = _count(doc["payload_size"], "payload_size"), doc["payload_truncated"]
-    if not isinstance(truncated, bool):
-        raise Rejected("invalid_field", "payload_truncated must be true or false")
+    payload = _unb64(doc["payload_b64"], "payload_b64", PART_BYTES)
+    size = _count(doc["payload_size"], "payload_size")
     kept = 0 if payload is None else len(payload)
-    expected = min(size, MAX_DEAD_LETTER_PAYLOAD_BYTES)
-    if kept != expected or truncated != (size > MAX_DEAD_LETTER_PAYLOAD_BYTES) or (payload is None and size):
-        raise Rejected("invalid_field", f"payload of {kept} bytes does not match payload_size {size} / truncated")
-    return DeadLetter(reason, detail, _source(doc["source"]), payload, size, truncated, worker)
+    if version == 1:
+        truncated, start = doc["payload_truncated"], 0
+        if not isinstance(truncated, bool):
+            raise Rejected("invalid_field", "payload_truncated must be true or false")
+        if truncated != (size > PART_BYTES):
+            raise Rejected("invalid_field", f"payload_truncated must say whether payload_size {size} exceeds {PART_BYTES}")
+    else:
+        truncated, start = False, _count(doc["payload_offset"], "payload_offset")
+        if start % PART_BYTES or (start and start >= size):
+            raise Rejected("invalid_field", f"payload_offset {start} is not a slice start of a {size}-byte payload")
+    if kept != min(size - start, PART_BYTES) or (payload is None and size):
+        raise Rejected("invalid_field", f"a payload slice of {kept} bytes at {start} does not match payload_size {size}")
+    return DeadLetter(reason, detail, _source(doc["source"]), payload, size, truncated, worker, start)
+
+
+class DeadLetterAssembler:
+    """Puts the slices of split dead letters back together.
+
+    `add` every envelope read, in any order; it returns each message once it is
+    whole (a message in one envelope at once), as a `DeadLetter` whose ``payload``
+    is the entire original value. A slice seen twice (a worker that crashed after
+    sending part of a message sends it all again) counts once; a message sent again
+    after it was whole comes out again, as it was dead-lettered again."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int, int, int], dict[int, DeadLetter]] = {}
+
+    def add(self, letter: DeadLetter) -> DeadLetter | None:
+        if letter.whole or letter.payload_truncated:
+            return letter
+        src = letter.source
+        key = (src.topic, src.partition, src.offset, letter.payload_size)
+        parts = self._parts.setdefault(key, {})
+        parts[letter.payload_offset] = letter
+        if sum(len(p.payload or b"") for p in parts.values()) < letter.payload_size:
+            return None
+        del self._parts[key]
+        first = parts[0]
+        return replace(first, payload=b"".join(parts[s].payload or b"" for s in sorted(parts)), payload_offset=0)
+
+    def incomplete(self) -> Iterator[tuple[DeadLetterSource, int, int]]:
+        """``(source, bytes held, payload_size)`` of each message still missing slices."""
+        for parts in self._parts.values():
+            first = next(iter(parts.values()))
+            yield first.source, sum(len(p.payload or b"") for p in parts.values()), first.payload_size
 
 
 def dead_letter_headers(reason: str, detail: str, source: DeadLetterSource) -> list[tuple[str, bytes]]:

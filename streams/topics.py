@@ -28,8 +28,8 @@ class TopicNames:
 
     @property
     def dead_letter(self) -> str:
-        """Rejected input: a JSON envelope (contracts/deadletter.v1.schema.json) with the
-        original bytes, reason and source topic/partition/offset."""
+        """Rejected input: JSON envelopes (contracts/deadletter.v2.schema.json) with the
+        original bytes (in slices past 256 KiB), reason and source topic/partition/offset."""
         return f"{self.prefix}.deadletter"
 
     @property

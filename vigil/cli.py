@@ -10,6 +10,7 @@
     vigil db migrate
     vigil audit verify
     vigil news2 --input FILE.jsonl               NEWS2 score per observation ('-' = stdin)
+    vigil dead-letters [--reason R] [--source-topic T] [--json] [--save DIR] [--follow]   what the workers refused
     vigil rpeaks RECORD [--channel 0] [--chunk-seconds 1] [--json]
     vigil beats RECORD [--channel 0] [--model fp32|int8] [--json]   beats and their AAMI classes (ONNX model)
     vigil token --user NAME --role ROLE --ward W [--ward W2] [--ttl S]   a dashboard token (needs VIGIL_JWT_SECRET)
@@ -123,6 +124,12 @@ def _parser() -> argparse.ArgumentParser:
     triage.add_argument("--json", action="store_true", help='print {"alarm": type, "true_alarm": bool}')
     news2 = sub.add_parser("news2", help="score NEWS2 for one JSON observation per line")
     news2.add_argument("--input", required=True, help="JSON Lines file, or - for standard input")
+    dead = sub.add_parser("dead-letters", help="list what the workers refused, by reason, with the original bytes")
+    dead.add_argument("--reason", action="append", help="only this reason code (repeatable), e.g. crc_mismatch")
+    dead.add_argument("--source-topic", help="only messages refused on this topic, e.g. vigil.ecg")
+    dead.add_argument("--json", action="store_true", help="one JSON object per message (payload whole, base64)")
+    dead.add_argument("--save", metavar="DIR", help="write each original payload to DIR/<topic>-<partition>-<offset>.bin")
+    dead.add_argument("--follow", action="store_true", help="keep reading new dead letters until interrupted")
     audit = sub.add_parser("audit", help="verify the log's integrity or replay a timeline")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_sub.add_parser("verify", help="recompute the hash chain; exit 1 and name the first bad position")
@@ -209,6 +216,16 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from vigil.news2_batch import run
 
         return run(args.input)
+    if args.command == "dead-letters":
+        from pathlib import Path
+
+        from streams.topics import TopicNames
+        from vigil.dead_letters_cli import run as dead_letters_run
+
+        required(settings.kafka_url, "VIGIL_KAFKA_URL")
+        return dead_letters_run(settings.kafka_bootstrap(), TopicNames(settings.topic_prefix).dead_letter,
+                                reasons=tuple(args.reason or ()), source_topic=args.source_topic, as_json=args.json,
+                                save=None if args.save is None else Path(args.save), follow=args.follow)
     if args.command == "audit":
         from vigil import audit
 

@@ -189,3 +189,15 @@ def test_the_worker_metrics_server_is_off_unless_a_port_is_given() -> None:
     for bad in ("-1", "65536", "http"):
         with pytest.raises(ConfigError, match="VIGIL_WORKER_METRICS_PORT"):
             Settings.from_env({"VIGIL_WORKER_METRICS_PORT": bad})
+
+
+def test_dead_letters_needs_a_broker_and_says_when_it_cannot_reach_it() -> None:
+    done = subprocess.run([sys.executable, "-m", "vigil", "dead-letters"], env={"PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "VIGIL_KAFKA_URL" in done.stderr and "Traceback" not in done.stderr
+    done = subprocess.run([sys.executable, "-m", "vigil", "dead-letters"], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "VIGIL_KAFKA_URL": "kafka://127.0.0.1:1"}, check=False)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("vigil: cannot read vigil.deadletter from 127.0.0.1:1: "), (
+        done.stderr)
+    assert "Traceback" not in done.stderr

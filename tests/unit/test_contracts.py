@@ -33,7 +33,7 @@ _PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow]
 # ---------------------------------------------------------------- the validator
 
 _ANNOTATIONS = {"$schema", "$id", "title", "description", "examples", "$comment"}
-_ASSERTIONS = {"type", "const", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+_ASSERTIONS = {"type", "const", "enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
                "minLength", "maxLength", "pattern", "properties", "required", "additionalProperties"}
 
 
@@ -87,6 +87,8 @@ def validate(schema: dict[str, Any], value: object, path: str = "$") -> list[str
             "minimum": lambda v, b: v >= b, "maximum": lambda v, b: v <= b,
             "exclusiveMinimum": lambda v, b: v > b, "exclusiveMaximum": lambda v, b: v < b}
         errors += [f"{path}: {k}" for k, ok in bounds.items() if k in schema and not ok(n, schema[k])]
+        if "multipleOf" in schema and n % schema["multipleOf"] != 0:
+            errors.append(f"{path}: multipleOf")
     if isinstance(value, str):
         if "minLength" in schema and len(value) < schema["minLength"]:
             errors.append(f"{path}: minLength")
@@ -113,7 +115,7 @@ def schema(name: str) -> dict[str, Any]:
 SCHEMAS = sorted(p.name for p in CONTRACTS.glob("*.schema.json"))
 DECODERS: dict[str, Callable[[bytes], object]] = {
     "vitals.v1.schema.json": decode_vitals, "vitals.v2.schema.json": decode_vitals,
-    "deadletter.v1.schema.json": decode_dead_letter,
+    "deadletter.v1.schema.json": decode_dead_letter, "deadletter.v2.schema.json": decode_dead_letter,
 }
 
 # ---------------------------------------------------------------- the validator itself
@@ -126,6 +128,7 @@ def test_the_validator_catches_what_it_claims() -> None:
     assert validate(s, {"a": 1.0, "b": None, "c": None, "d": 1.0}) == []
     assert validate(s, {"a": 0, "b": "xx\n", "c": "B", "d": True, "e": 1}) == [
         "$.a: exclusiveMinimum", "$.b: pattern", "$.c: enum", "$.d: const", "$.e: additionalProperties"]
+    assert validate({"multipleOf": 4}, 8) == [] and validate({"multipleOf": 4}, 6) == ["$: multipleOf"]
     assert validate(s, {}) == ["$.a: required"]
     assert validate(s, {"a": True}) == ["$.a: type"]
     with pytest.raises(AssertionError, match="outside the tested subset"):
@@ -136,7 +139,8 @@ def test_the_validator_catches_what_it_claims() -> None:
 
 
 def test_every_json_topic_has_its_schema() -> None:
-    assert SCHEMAS == ["deadletter.v1.schema.json", "vitals.v1.schema.json", "vitals.v2.schema.json"]
+    assert SCHEMAS == ["deadletter.v1.schema.json", "deadletter.v2.schema.json", "vitals.v1.schema.json",
+                       "vitals.v2.schema.json"]
 
 
 @pytest.mark.parametrize("name", SCHEMAS)
@@ -210,14 +214,19 @@ def test_encoded_vitals_validate_and_decode(patient: str, ts: int, device: str |
        st.none() | st.text(max_size=20))
 def test_encoded_dead_letters_validate(reason: str, detail: str, payload: bytes | None, key: bytes | None,
                                        ts: int | None, worker: str | None) -> None:
-    raw = encode_dead_letter(reason, detail, DeadLetterSource("vigil.fhir", 1, 2, ts, key), payload, worker=worker)
-    assert validate(schema("deadletter.v1.schema.json"), json.loads(raw)) == []
+    (raw,) = encode_dead_letter(reason, detail, DeadLetterSource("vigil.fhir", 1, 2, ts, key), payload, worker=worker)
+    assert validate(schema("deadletter.v2.schema.json"), json.loads(raw)) == []
     assert decode_dead_letter(raw).payload == payload
 
 
-def test_a_truncated_dead_letter_validates() -> None:
-    raw = encode_dead_letter("oversized", "big", DeadLetterSource("vigil.ecg", 0, 0), b"\0" * 300_000)
-    assert validate(schema("deadletter.v1.schema.json"), json.loads(raw)) == []
+def test_the_slices_of_an_oversized_dead_letter_validate() -> None:
+    raws = encode_dead_letter("oversized", "big", DeadLetterSource("vigil.ecg", 0, 0), b"\0" * 600_000)
+    assert len(raws) == 3
+    for raw in raws:
+        assert validate(schema("deadletter.v2.schema.json"), json.loads(raw)) == []
+    doc = json.loads(raws[1])
+    doc["payload_offset"] += 1
+    assert validate(schema("deadletter.v2.schema.json"), doc) == ["$.payload_offset: multipleOf"]
 
 
 # ---------------------------------------------------------------- schema and decoder agree
@@ -264,15 +273,16 @@ def test_vitals_decoder_accepts_exactly_what_its_schema_accepts(version: int, ch
 
 
 _DL_KEYS = ["schema_version", "reason", "detail", "source", "payload_b64", "payload_size", "payload_truncated",
-            "worker", "other", "source.topic", "source.partition", "source.offset", "source.timestamp_ms",
+            "payload_offset", "worker", "other", "source.topic", "source.partition", "source.offset", "source.timestamp_ms",
             "source.key_b64", "source.other"]
 
 
 @_PROPERTY
-@given(st.lists(st.tuples(st.sampled_from(_DL_KEYS), _TRICKY | st.just(...) | st.sampled_from(["AAAA", "QQ==", "é"])),
-                min_size=1, max_size=3))
-def test_dead_letter_decoder_rejects_whatever_breaks_its_schema(changes: list[tuple[str, Any]]) -> None:
-    doc: dict[str, Any] = json.loads(json.dumps(schema("deadletter.v1.schema.json")["examples"][0]))
+@given(st.sampled_from([1, 2]), st.lists(st.tuples(st.sampled_from(_DL_KEYS), _TRICKY | st.just(...)
+                                                   | st.sampled_from(["AAAA", "QQ==", "é", 262144])),
+                                         min_size=1, max_size=3))
+def test_dead_letter_decoder_rejects_whatever_breaks_its_schema(version: int, changes: list[tuple[str, Any]]) -> None:
+    doc: dict[str, Any] = json.loads(json.dumps(schema(f"deadletter.v{version}.schema.json")["examples"][0]))
     for path, value in changes:
         target, key = (doc["source"], path[7:]) if path.startswith("source.") and isinstance(
             doc.get("source"), dict) else (doc, path)
@@ -280,7 +290,7 @@ def test_dead_letter_decoder_rejects_whatever_breaks_its_schema(changes: list[tu
             target.pop(key, None)
         else:
             target[key] = value
-    invalid = bool(validate(schema("deadletter.v1.schema.json"), doc))
+    invalid = bool(validate(schema(f"deadletter.v{version}.schema.json"), doc))
     event(f"schema-invalid={invalid}")
     if invalid:
         with pytest.raises(Rejected):
