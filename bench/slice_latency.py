@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import secrets
 import statistics
@@ -37,8 +38,8 @@ from dashboards.config import GatewayConfig  # noqa: E402
 from dashboards.gateway import Gateway  # noqa: E402
 from dashboards.tokens import issue_token  # noqa: E402
 from event_store.postgres import PostgresRecorder  # noqa: E402
-from streams.simulator import WardSimulator, publish  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
+from streams.ward import SimulatedWard, publish_ward  # noqa: E402
 from vigil.services.kafka import KafkaCluster  # noqa: E402
 from vigil.services.postgres import PostgresCluster  # noqa: E402
 from vigil.services.process import ManagedProcess  # noqa: E402
@@ -86,7 +87,8 @@ async def measure(bootstrap: str, database_url: str, embedded: bool, patients: i
         # Warm-up: the worker joins its group and the first messages wait for it; skip them.
         warmup = 20.0
         warmup_until = time.time() + warmup
-        await publish(bootstrap, TopicNames(prefix).vitals, WardSimulator(patients), duration=warmup + seconds)
+        ward = SimulatedWard(patients, topics=TopicNames(prefix), ecg=False)  # vitals only, 1 Hz per bed
+        await publish_ward(bootstrap, ward, seconds=math.ceil(warmup + seconds))
         await asyncio.sleep(3)
         watcher.cancel()
         print(f"patients={patients} rate=1 Hz measured={seconds:.0f} s after {warmup:.0f} s warm-up")
