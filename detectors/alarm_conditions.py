@@ -168,6 +168,10 @@ _SPECS = (
                   suppressed_by=frozenset({"ecg_leads_off"})),
     # Technical conditions.
     ConditionSpec("ecg_leads_off", "ECG leads off", MEDIUM, technical=True),
+    # Some of several leads off or flat: the others go on being analysed (detectors/lead_fusion.py),
+    # so it suppresses nothing, but an electrode needs fixing. Same delays as flat line and noise.
+    ConditionSpec("ecg_lead_fault", "ECG lead off or flat, analysing the others", LOW, technical=True,
+                  delay_s=4.0, clear_delay_s=10.0),
     # Noise comes and goes every few seconds. Raises of the noise alarm, through the worker's ECG
     # pipeline, over MIT-BIH 105 107 108 111 121 203 207 217: clear delay 0 s 233, 6 s 82, 10 s 66, 20 s 53.
     ConditionSpec("ecg_flat_line", "ECG flat line, check electrodes", LOW, technical=True, delay_s=4.0,

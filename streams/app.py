@@ -277,7 +277,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 sink["main"].start()
         return sink["main"]
 
-    # Vitals keys are "<source>/<patient>", ECG keys "<patient>/<lead>".
+    # Vitals keys are "<source>/<patient>", ECG keys "<patient>" (all its leads).
     commands = CommandFollower(engine, the_sink, [(vitals_states, 1), (ecg_states, 0)])
 
     async def on_revoked(_: Any, revoked: set[Any], **__: Any) -> None:
@@ -440,7 +440,7 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 continue
             if not await keyed_by(stream, event, chunk.patient_id):
                 continue
-            key = f"{chunk.patient_id}/{chunk.lead.name}"
+            key = chunk.patient_id  # all of a patient's leads: one state, one set of ECG alarms
             state = ecg_states.get(key)
             if state is not None and msg.offset <= state.offset:
                 ecg_states.covered(key, stream, event)  # already applied before a restart

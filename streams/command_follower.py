@@ -36,7 +36,7 @@ RETRY_S = 2.0
 class CommandFollower:
     """Gives commands to the states of ``tables``: each a `PatientStates` and the
     place of the patient id in its keys split at "/" (vitals ``<source>/<patient>``:
-    1; ECG ``<patient>/<lead>``: 0). ``sink`` opens or returns the worker's sink."""
+    1; ECG ``<patient>``: 0). ``sink`` opens or returns the worker's sink."""
 
     def __init__(self, engine: AlarmEngine, sink: Callable[[], Awaitable[BatchingSink]],
                  tables: Sequence[tuple[PatientStates[Any], int]]) -> None:

@@ -34,6 +34,14 @@ and the bookkeeping that makes the stream trustworthy:
 - the source offset of the last chunk applied, so that a worker that restarts from
   a checkpoint and sees a chunk again skips it.
 
+A patient whose monitor sends several leads has one `EcgPatient` (one key in the
+worker's table): a chain per lead (`EcgLead`, with its own sequence numbers, gaps
+and summaries) and one alarm state, which the leads' reports reach through
+`detectors.lead_fusion` (a lead that is off does not vote; asystole and the rate
+alarms need every voting lead, VT and VF one). With one lead, its reports go to the
+alarm engine as they are. A lead silent for `LEAD_DROPPED_S` of the others' signal
+is dropped; if it comes back, its chain starts afresh.
+
 Event ids derive from the chunk's (topic, partition, offset) and the event's index,
 so re-processing after a crash stores each event once.
 """
@@ -44,6 +52,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +62,7 @@ from detectors.alarms import AlarmEngine
 from detectors.arrhythmia import ArrhythmiaDetector, ArrhythmiaState
 from detectors.beat_classifier import AAMI_CLASSES, BeatClassifier
 from detectors.beat_features import BeatFeatureStream, BeatRows
+from detectors.lead_fusion import LeadView, fuse, views_from_dict, views_to_dict
 from detectors.vf import VfState
 from event_store.events import NewEvent
 from event_store.waveforms import WaveformChunk
@@ -63,9 +73,11 @@ from streams.ecg_codec import EcgChunk
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef, decision_event, event_id_for
 
-__all__ = ["EcgPatient", "process_chunk", "waveform_of", "warm_up", "SUMMARY_S", "ENGINE", "first_summary_s"]
+__all__ = ["EcgLead", "EcgPatient", "process_chunk", "waveform_of", "warm_up", "SUMMARY_S", "ENGINE",
+           "first_summary_s", "LEAD_DROPPED_S"]
 
 SUMMARY_S = 10
+LEAD_DROPPED_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ENGINE = AlarmEngine()
 _DETECTORS: dict[int, ArrhythmiaDetector] = {}  # stateless apart from settings: one per sampling rate
@@ -88,8 +100,8 @@ def _at(us: int) -> datetime:
 
 
 @dataclass
-class EcgPatient:
-    """Working state for one patient's lead."""
+class EcgLead:
+    """The streaming chain of one lead of a patient."""
 
     patient_id: str
     lead: str
@@ -99,9 +111,7 @@ class EcgPatient:
     next_sequence: int
     analyzer: EcgAnalyzer
     arrhythmia: ArrhythmiaState
-    alarms: AlarmState
     fed: int = 0
-    offset: int = -1
     summary_start: int = 0
     beats: int = 0
     usable: int = 0
@@ -114,15 +124,13 @@ class EcgPatient:
     beat_rows: list[BeatRows] = field(default_factory=list)
     """Feature rows of the beats released and not yet classified (sample -1: unknown, in
     snapshots from before the samples were kept)."""
-    commands_through: int = 0
-    """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
     beat_classes: Counter[str] = field(default_factory=Counter)
     """Beats classified since the last summary, by class."""
 
     @classmethod
-    def start(cls, chunk: EcgChunk) -> EcgPatient:
+    def start(cls, chunk: EcgChunk) -> EcgLead:
         return cls(chunk.patient_id, chunk.lead.name, chunk.sampling_rate_hz, chunk.first_sample_us, chunk.sequence,
-                   EcgAnalyzer(chunk.sampling_rate_hz), ArrhythmiaState(), ENGINE.new_state(chunk.patient_id, "ward"))
+                   EcgAnalyzer(chunk.sampling_rate_hz), ArrhythmiaState())
 
     def sample_us(self, sample: int) -> int:
         """Device time of the chain's sample ``sample``, µs since the epoch."""
@@ -137,22 +145,24 @@ class EcgPatient:
         vf = self.arrhythmia.vf
         return pack({
             "patient_id": self.patient_id, "lead": self.lead, "fs": self.fs, "base_us": self.base_us,
-            "next_sequence": self.next_sequence, "fed": self.fed, "offset": self.offset,
+            "next_sequence": self.next_sequence, "fed": self.fed,
             "summary_start": self.summary_start, "beats": self.beats, "usable": self.usable,
             "windows": dict(self.windows), "last_start_us": self.last_start_us, "analyzer": np.frombuffer(self.analyzer.snapshot(), dtype=np.uint8),
             "arrhythmia": replace(self.arrhythmia, vf=VfState(vf.next_start)).to_dict(),
-            "vf_samples": np.frombuffer(vf.buffer, dtype="<f8"), "alarms": self.alarms.to_dict(),
+            "vf_samples": np.frombuffer(vf.buffer, dtype="<f8"),
             **({} if self.beat_features is None else
                {"beat_features": np.frombuffer(self.beat_features.snapshot(), dtype=np.uint8)}),
             **({"beat_rows": np.concatenate([r.features for r in self.beat_rows]),
                 "beat_samples": np.concatenate([r.samples for r in self.beat_rows])} if self.beat_rows else {}),
-            "commands_through": self.commands_through,
             **({"beat_classes": dict(self.beat_classes)} if self.beat_classes else {}),
         })
 
     @classmethod
-    def restore(cls, data: bytes) -> EcgPatient:
-        v = unpack(data)
+    def restore(cls, data: bytes) -> EcgLead:
+        return cls._from(unpack(data))
+
+    @classmethod
+    def _from(cls, v: dict[str, Any]) -> EcgLead:
         arrhythmia = ArrhythmiaState.from_dict(v["arrhythmia"])
         if "vf_samples" in v:  # (snapshots before it carry them in the dict)
             arrhythmia = replace(arrhythmia, vf=VfState(arrhythmia.vf.next_start,
@@ -160,26 +170,62 @@ class EcgPatient:
         analyzer = EcgAnalyzer(v["fs"])
         analyzer.restore(v["analyzer"].tobytes())
         return cls(v["patient_id"], v["lead"], v["fs"], v["base_us"], v["next_sequence"], analyzer,
-                   arrhythmia, AlarmState.from_dict(v["alarms"]), v["fed"],
-                   v["offset"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
+                   arrhythmia, v["fed"], v["summary_start"], v["beats"], v["usable"], Counter(v["windows"]),
                    v.get("last_start_us"),
                    BeatFeatureStream.restore(v["beat_features"].tobytes()) if "beat_features" in v else None,
                    [BeatRows(v["beat_samples"] if "beat_samples" in v else np.full(len(v["beat_rows"]), -1),
                              v["beat_rows"])] if "beat_rows" in v else [],
-                   v.get("commands_through", 0), Counter(v.get("beat_classes", {})))
+                   Counter(v.get("beat_classes", {})))
 
 
-def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
+@dataclass
+class EcgPatient:
+    """Working state for one patient's ECG: a chain per lead, one alarm state."""
+
+    patient_id: str
+    alarms: AlarmState
+    leads: dict[str, EcgLead] = field(default_factory=dict)
+    offset: int = -1
+    """Source offset of the last chunk applied."""
+    commands_through: int = 0
+    """Log position of the last care-team command given to ``alarms`` (`streams.commands`)."""
+    views: dict[str, LeadView] = field(default_factory=dict)
+    """What each lead last said (`detectors.lead_fusion`); empty while only one lead ever sent."""
+
+    @classmethod
+    def start(cls, chunk: EcgChunk) -> EcgPatient:
+        return cls(chunk.patient_id, ENGINE.new_state(chunk.patient_id, "ward"))
+
+    def snapshot(self) -> bytes:
+        return pack({
+            "patient_id": self.patient_id, "offset": self.offset, "alarms": self.alarms.to_dict(),
+            "commands_through": self.commands_through, "leads": list(self.leads),
+            **{f"lead:{name}": np.frombuffer(lead.snapshot(), dtype=np.uint8) for name, lead in self.leads.items()},
+            **({"views": views_to_dict(self.views)} if self.views else {}),
+        })
+
+    @classmethod
+    def restore(cls, data: bytes) -> EcgPatient:
+        v = unpack(data)
+        alarms = AlarmState.from_dict(v["alarms"])
+        if "leads" not in v:  # a snapshot from when each lead was a patient of its own
+            lead = EcgLead._from(v)
+            return cls(v["patient_id"], alarms, {lead.lead: lead}, v["offset"], v.get("commands_through", 0))
+        return cls(v["patient_id"], alarms, {name: EcgLead.restore(v[f"lead:{name}"].tobytes()) for name in v["leads"]},
+                   v["offset"], v["commands_through"], views_from_dict(v.get("views", {})))
+
+
+def process_chunk(patient: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
                   classifier: BeatClassifier | None = None, engine: AlarmEngine = ENGINE
                   ) -> tuple[EcgPatient, list[NewEvent]]:
     """Apply one chunk; return the patient's new state and the events to append.
     Raises `Rejected` (``stale_sequence``, ``sampling_rate_changed``, ``time_not_increasing``)
-    for a chunk that must be dead-lettered; ``state`` is then unchanged. ``engine``: the
+    for a chunk that must be dead-lettered; ``patient`` is then unchanged. ``engine``: the
     alarm engine of the site's policy (escalation times; `ENGINE` has the defaults).
 
-    With a ``classifier``, every beat found is classified. A patient whose chain began
+    With a ``classifier``, every beat found is classified. A lead whose chain began
     without one (or before a restart that turned classification on) is classified
-    from this chunk on; without one, a patient's feature stream is dropped."""
+    from this chunk on; without one, a lead's feature stream is dropped."""
     events: list[NewEvent] = []
     stream_id = f"patient-{chunk.patient_id}"
     shared: list[dict[str, object]] = []  # the chunk's metadata, built with its first event (most chunks have none)
@@ -197,8 +243,10 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
                                {"patient_id": chunk.patient_id, "lead": chunk.lead.name, **payload},
                                metadata=metadata()))
 
+    patient = patient or EcgPatient.start(chunk)
+    state = patient.leads.get(chunk.lead.name)
     if state is None:
-        state = EcgPatient.start(chunk)
+        state = EcgLead.start(chunk)
     elif chunk.sequence < state.next_sequence:
         raise Rejected("stale_sequence", f"chunk {chunk.sequence} is older than the next expected "
                                          f"({state.next_sequence}): a duplicate or a late arrival")
@@ -214,9 +262,8 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
             "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
             "received_sequence": chunk.sequence, "last_sample_at": state.sample_time(state.fed).isoformat(),
         })
-        alarms, commands = state.alarms, state.commands_through  # the alarms outlive the gap; the chain restarts
-        state = EcgPatient.start(chunk)
-        state.alarms, state.commands_through = alarms, commands
+        state = EcgLead.start(chunk)  # the chain restarts; the patient's alarms outlive the gap
+    patient.leads[chunk.lead.name] = state
 
     x = chunk.samples_mv()
     if classifier is None:
@@ -238,16 +285,20 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
     state.arrhythmia, report = detector.feed(state.arrhythmia, x, update.beats, update.windows, labels)
     state.fed += x.shape[0]
     now_us = state.sample_us(state.fed)
+    observations = report.observations
+    if len(patient.leads) > 1 or patient.views:
+        _drop_silent_leads(patient, now_us)
+        patient.views, observations = fuse(patient.views, state.lead, observations, now_us)
     # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
     # datetime itself only when there is an event to stamp.
-    state.alarms, decisions = engine.step(state.alarms, AlarmInputs(observations=report.observations),
-                                          now=now_us / 1_000_000)
+    patient.alarms, decisions = engine.step(patient.alarms, AlarmInputs(observations=observations),
+                                            now=now_us / 1_000_000)
     if decisions:
         now = _at(now_us)
         for decision in decisions:
             events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata()))
     state.next_sequence = chunk.sequence + 1
-    state.offset = source.offset
+    patient.offset = source.offset
     state.last_start_us = chunk.first_sample_us
     if update.beats:
         state.beats += len(update.beats)
@@ -270,10 +321,17 @@ def process_chunk(state: EcgPatient | None, chunk: EcgChunk, source: SourceRef,
         state.summary_start = state.fed
         state.beats = state.usable = 0
         state.windows = Counter()
-    return state, events
+    return patient, events
 
 
-def _classify(classifier: BeatClassifier, state: EcgPatient) -> dict[int, str]:
+def _drop_silent_leads(patient: EcgPatient, now_us: int) -> None:
+    """Forget the chains of leads whose signal ended `LEAD_DROPPED_S` before ``now_us``."""
+    for name, lead in list(patient.leads.items()):
+        if now_us - lead.sample_us(lead.fed) > LEAD_DROPPED_S * 1_000_000:
+            del patient.leads[name]
+
+
+def _classify(classifier: BeatClassifier, state: EcgLead) -> dict[int, str]:
     """Classify the rows waiting in ``state`` in one batch and count them; their classes by beat sample."""
     if not state.beat_rows:
         return {}
@@ -284,7 +342,7 @@ def _classify(classifier: BeatClassifier, state: EcgPatient) -> dict[int, str]:
     return {s: c for s, c in zip(samples, classes, strict=True) if s >= 0}
 
 
-def _classes(classifier: BeatClassifier, state: EcgPatient) -> dict[str, object]:
+def _classes(classifier: BeatClassifier, state: EcgLead) -> dict[str, object]:
     """A summary's beats by class (all classified before the detector ran), and the model."""
     counted, state.beat_classes = state.beat_classes, Counter()
     return {"beat_classes": {c: counted[c] for c in AAMI_CLASSES}, "beat_model": classifier.provenance.as_metadata()}

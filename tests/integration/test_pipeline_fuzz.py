@@ -458,7 +458,7 @@ def predict(messages: list[Sent], topics: TopicNames) -> dict[tuple[str, int, in
                 chunk = decode_ecg_chunk(m.value)
                 if m.key != chunk.patient_id.encode():
                     raise Rejected("key_mismatch", "")
-                key = f"{chunk.patient_id}/{chunk.lead.name}"
+                key = chunk.patient_id
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # extreme samples overflow float math on purpose
                     ecg_states[key], _ = process_chunk(ecg_states.get(key), chunk, SourceRef(*where))

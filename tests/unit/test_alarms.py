@@ -559,7 +559,7 @@ def test_catalogue_priorities_follow_the_design() -> None:
                     "ventricular_tachycardia", "ventricular_fibrillation"}
     assert all(s.latches == (s.priority is Priority.HIGH) for s in CONDITIONS.values())
     assert {n for n, s in CONDITIONS.items() if s.technical} == {"ecg_leads_off", "ecg_flat_line", "ecg_noise",
-                                                                 "spo2_probe_off"}
+                                                                 "ecg_lead_fault", "spo2_probe_off"}
 
 
 def test_limit_observations_for_an_engine_leave_out_only_what_changes_nothing() -> None:

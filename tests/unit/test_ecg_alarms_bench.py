@@ -33,7 +33,7 @@ def two_vt_runs() -> np.ndarray:
 
 def test_an_acknowledged_alarm_lets_the_next_run_raise_another(bench: ModuleType) -> None:
     x = two_vt_runs()
-    acknowledged = [t for t, cond in bench.alarms(x, FS) if cond == "ventricular_tachycardia"]
-    latched = [t for t, cond in bench.alarms(x, FS, ack=False) if cond == "ventricular_tachycardia"]
+    acknowledged = [t for t, cond in bench.alarms([x], FS) if cond == "ventricular_tachycardia"]
+    latched = [t for t, cond in bench.alarms([x], FS, ack=False) if cond == "ventricular_tachycardia"]
     assert len(latched) == 1 and 40 <= latched[0] <= 50
     assert len(acknowledged) == 2 and acknowledged[0] == latched[0] and 100 <= acknowledged[1] <= 110

@@ -15,7 +15,7 @@ from event_store.events import NewEvent
 from event_store.integrity import encode_json
 from processors.state import pack, unpack
 from streams.ecg_codec import EcgChunk, Lead
-from streams.ecg_pipeline import ENGINE, SUMMARY_S, EcgPatient, first_summary_s, process_chunk, waveform_of
+from streams.ecg_pipeline import ENGINE, SUMMARY_S, EcgLead, EcgPatient, first_summary_s, process_chunk, waveform_of
 from streams.ecg_synth import BeatKind, EcgConfig, Rhythm, SyntheticEcg, VtRun
 from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef
@@ -111,7 +111,7 @@ def test_a_gap_is_reported_and_a_stale_chunk_refused() -> None:
     state, events = process_chunk(state, items[13], SourceRef("ecg", 0, 100))
     gaps = [e.payload for e in events if e.event_type == "EcgSignalGap"]
     assert gaps and gaps[0]["missing_chunks"] == 3 and gaps[0]["received_sequence"] == 13
-    assert state.next_sequence == 14
+    assert state.leads["II"].next_sequence == 14
 
 
 def test_a_restored_state_gives_exactly_the_same_events() -> None:
@@ -156,19 +156,19 @@ def test_a_chunk_whose_clock_did_not_move_on_is_refused() -> None:
     assert refused.value.reason == "time_not_increasing"
     assert state.snapshot() == before  # nothing applied
     state, _ = process_chunk(state, items[10], SourceRef("ecg", 0, 11))  # the real next chunk is fine
-    assert state.last_start_us == items[10].first_sample_us
+    assert state.leads["II"].last_start_us == items[10].first_sample_us
 
 
 def test_a_snapshot_from_before_the_start_time_was_kept_still_restores() -> None:
     state, _ = run(chunks(3))
     assert state is not None
-    old = unpack(state.snapshot())
+    old = unpack(state.leads["II"].snapshot())
     del old["last_start_us"]
-    del old["commands_through"]
-    restored = EcgPatient.restore(pack(old))
-    assert restored.last_start_us is None and restored.commands_through == 0
-    restored, _ = process_chunk(restored, chunks(4)[3], SourceRef("ecg", 0, 3))  # no check until the next chunk
-    assert restored.last_start_us == T0_US + 3_000_000
+    restored = EcgLead.restore(pack(old))
+    assert restored.last_start_us is None
+    patient = replace(state, leads={"II": restored})
+    patient, _ = process_chunk(patient, chunks(4)[3], SourceRef("ecg", 0, 3))  # no check until the next chunk
+    assert patient.leads["II"].last_start_us == T0_US + 3_000_000
 
 
 def test_a_snapshot_with_the_vf_samples_in_its_header_still_restores() -> None:
@@ -176,17 +176,33 @@ def test_a_snapshot_with_the_vf_samples_in_its_header_still_restores() -> None:
     they became an array of their own; both restore to the same state."""
     items = chunks(12)
     state, _ = run(items[:9])
-    assert state is not None and state.arrhythmia.vf.buffer  # a partial window is held
-    old = unpack(state.snapshot())
+    assert state is not None and state.leads["II"].arrhythmia.vf.buffer  # a partial window is held
+    lead = state.leads["II"]
+    old = unpack(lead.snapshot())
     assert old["arrhythmia"]["vf"]["buffer"] == ""
     del old["vf_samples"]
-    old["arrhythmia"] = state.arrhythmia.to_dict()
-    restored_old, restored_new = EcgPatient.restore(pack(old)), EcgPatient.restore(state.snapshot())
-    assert restored_old.arrhythmia == restored_new.arrhythmia == state.arrhythmia
+    old["arrhythmia"] = lead.arrhythmia.to_dict()
+    restored_old, restored_new = EcgLead.restore(pack(old)), EcgLead.restore(lead.snapshot())
+    assert restored_old.arrhythmia == restored_new.arrhythmia == lead.arrhythmia
     assert restored_old.snapshot() == restored_new.snapshot()
-    _, rest_old = run(items[9:], restored_old, first_offset=9)
-    _, rest_new = run(items[9:], restored_new, first_offset=9)
+    _, rest_old = run(items[9:], replace(state, leads={"II": restored_old}), first_offset=9)
+    _, rest_new = run(items[9:], EcgPatient.restore(state.snapshot()), first_offset=9)
     assert rest_old == rest_new
+
+
+def test_a_snapshot_from_when_each_lead_was_a_patient_restores_as_a_patient_with_one_lead() -> None:
+    """Until 2026-11-28 the worker kept a state per patient and lead, holding the
+    alarms; such a snapshot restores into a patient with that one lead."""
+    items = chunks(35, EcgConfig(sampling_rate=FS, hr_bpm=80, rhythm=Rhythm(asystole_at_s=25.0)))
+    _, straight = run(items)
+    state, first = run(items[:17])
+    assert state is not None
+    old = unpack(state.leads["II"].snapshot()) | {"offset": state.offset, "alarms": state.alarms.to_dict(),
+                                                   "commands_through": 5}
+    restored = EcgPatient.restore(pack(old))
+    assert list(restored.leads) == ["II"] and restored.commands_through == 5 and restored.offset == 16
+    _, rest = run(items[17:], restored, first_offset=17)
+    assert as_stored(first + rest) == as_stored(straight)
 
 
 # --- the beat classifier in the pipeline ------------------------------------------------------
@@ -238,7 +254,7 @@ def test_a_restored_state_classifies_exactly_as_before() -> None:
     assert pvcs >= 5
     _, straight = _classified(items)
     state, first = _classified(items[:23])
-    assert state is not None and state.beat_features is not None
+    assert state is not None and state.leads["II"].beat_features is not None
     restored = EcgPatient.restore(state.snapshot())
     _, rest = _classified(items[23:], restored, first_offset=23)
     assert first + rest == straight
@@ -249,12 +265,12 @@ def test_classification_can_start_and_stop_mid_stream() -> None:
     items, _ = _with_truth(40, 12.0, 5)
     state, _ = run(items[:15])  # a worker without a classifier
     state, events = _classified(items[15:], state, first_offset=15)
-    assert state is not None and state.beat_features is not None
+    assert state is not None and state.leads["II"].beat_features is not None
     later = [e.payload for e in events if e.event_type == "EcgAnalyzed"][1:]  # whole periods with the classifier
     assert later and all(sum(s["beat_classes"].values()) >= s["beats"] - 2 for s in later)
     state, events = run(items[:0], state)  # nothing: the state is left as it was
     state, _ = process_chunk(state, _with_truth(41, 12.0, 5)[0][40], SourceRef("ecg", 0, 40))
-    assert state.beat_features is None  # a worker without one drops the stream
+    assert state.leads["II"].beat_features is None  # a worker without one drops the stream
 
 
 @pytest.mark.parametrize(("rate_bpm", "beats"), [(110, 8), (130, 15)])
@@ -291,7 +307,7 @@ def test_beats_wait_for_the_summary_unless_the_vt_rule_may_need_their_classes(hr
     for i, chunk in enumerate(items[12:18], start=12):
         state, _ = process_chunk(state, chunk, SourceRef("ecg", 0, i), shared_classifier())
         assert state is not None
-        waiting.append(sum(len(r) for r in state.beat_rows))
+        waiting.append(sum(len(r) for r in state.leads["II"].beat_rows))
     assert (max(waiting) >= 4) is waits
     assert (sum(waiting) == 0) is not waits
 
@@ -300,10 +316,86 @@ def test_a_snapshot_from_before_beat_samples_were_kept_still_counts_its_beats() 
     items, _ = _with_truth(30, 15.0, 9)
     _, straight = _classified(items)
     state, first = _classified(items[:18])
-    assert state is not None and state.beat_rows  # rows wait for the summary
-    old = unpack(state.snapshot())
+    assert state is not None and state.leads["II"].beat_rows  # rows wait for the summary
+    old = unpack(state.leads["II"].snapshot())
     del old["beat_samples"]
     assert "beat_classes" not in old and "summary_labels" not in old  # (kept only when not empty)
-    _, rest = _classified(items[18:], EcgPatient.restore(pack(old)), first_offset=18)
+    restored = replace(state, leads={"II": EcgLead.restore(pack(old))})
+    _, rest = _classified(items[18:], restored, first_offset=18)
     summaries = [e.payload["beat_classes"] for e in first + rest if e.event_type == "EcgAnalyzed"]
     assert summaries == [e.payload["beat_classes"] for e in straight if e.event_type == "EcgAnalyzed"]
+
+
+# --- several leads of one patient -------------------------------------------------------------
+
+
+def two_leads(seconds: int, config: EcgConfig, second: float = -0.7) -> list[tuple[EcgChunk, EcgChunk]]:
+    """Lead II and a V1 that is the same heart at ``second`` times its amplitude."""
+    out = []
+    for chunk in chunks(seconds, config):
+        v1 = np.round(chunk.samples.astype(np.float64) * second).astype(np.int16)
+        out.append((chunk, EcgChunk("p1", "mon-1", Lead.V1, FS, chunk.sequence, chunk.first_sample_us, v1, 0.005)))
+    return out
+
+
+def raised(items: list[EcgChunk], state: EcgPatient | None = None, first_offset: int = 0
+           ) -> list[tuple[float, str, str]]:
+    """(seconds, condition, detail) of each AlertRaised."""
+    _, events = run(items, state, first_offset)
+    return [(e.occurred_at.timestamp() - T0_US / 1e6, str(e.payload["condition"]), str(e.payload["message"]))
+            for e in events if e.event_type == "AlertRaised"]
+
+
+def test_two_leads_in_asystole_raise_one_alarm() -> None:
+    pairs = two_leads(40, EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(asystole_at_s=20.0)))
+    ii, v1 = raised([a for a, _ in pairs]), raised([b for _, b in pairs])
+    assert [c for _, c, _ in ii].count("asystole") == [c for _, c, _ in v1].count("asystole") == 1  # each alone
+    both = raised([c for pair in pairs for c in pair])
+    assert [c for _, c, _ in both].count("asystole") == 1
+    # Raised once every lead sees it: when the later of the two leads alone would have.
+    (at,) = [t for t, c, _ in both if c == "asystole"]
+    assert at == max(t for t, c, _ in ii + v1 if c == "asystole")
+
+
+def test_a_lead_off_leaves_the_other_to_watch_the_heart() -> None:
+    pairs = two_leads(45, EcgConfig(sampling_rate=FS, hr_bpm=72, rhythm=Rhythm(asystole_at_s=25.0)))
+    off = np.full(FS, -32768, dtype=np.int16)  # the input parked at the rail
+    pairs = [(replace(a, samples=off) if a.sequence >= 10 else a, b) for a, b in pairs]
+    alone = raised([a for a, _ in pairs])
+    assert [c for _, c, _ in alone] == ["ecg_leads_off"]  # lead II alone: blind, asystole suppressed
+    both = raised([c for pair in pairs for c in pair])
+    conditions = [c for _, c, _ in both]
+    assert "ecg_leads_off" not in conditions and "asystole" in conditions
+    fault = next((t, msg) for t, c, msg in both if c == "ecg_lead_fault")
+    assert 10 < fault[0] < 25 and "II off" in fault[1]
+
+
+def test_a_flat_lead_beside_a_good_one_is_a_lead_fault_not_a_flat_line() -> None:
+    pairs = two_leads(30, EcgConfig(sampling_rate=FS, hr_bpm=72), second=0.01)
+    assert [c for _, c, _ in raised([b for _, b in pairs])] == ["ecg_flat_line"]  # V1 alone
+    both = raised([c for pair in pairs for c in pair])
+    assert [(c, "V1 flat" in msg) for _, c, msg in both] == [("ecg_lead_fault", True)]
+
+
+def test_a_restored_patient_with_two_leads_gives_exactly_the_same_events() -> None:
+    pairs = two_leads(35, EcgConfig(sampling_rate=FS, hr_bpm=80, rhythm=Rhythm(asystole_at_s=22.0)))
+    items = [c for pair in pairs for c in pair]
+    _, straight = run(items)
+    state, first = run(items[:33])  # mid-second: lead II sent, V1 not yet
+    assert state is not None and sorted(state.leads) == ["II", "V1"] and sorted(state.views) == ["II", "V1"]
+    _, rest = run(items[33:], EcgPatient.restore(state.snapshot()), first_offset=33)
+    assert as_stored(first + rest) == as_stored(straight)
+    assert any(e.event_type == "AlertRaised" for e in straight)
+
+
+def test_a_lead_silent_for_half_a_minute_is_dropped_and_starts_afresh() -> None:
+    pairs = two_leads(70, EcgConfig(sampling_rate=FS, hr_bpm=72))
+    items = [c for a, b in pairs for c in ((a, b) if a.sequence < 10 or a.sequence >= 50 else (a,))]
+    state, _ = run(items[:40])  # through second 29: V1 silent for 20 s
+    assert state is not None and list(state.leads) == ["II", "V1"]
+    state, _ = run(items[:52])  # through second 41: V1 silent for 32 s
+    assert state is not None and list(state.leads) == ["II"]
+    state, events = run(items)
+    assert state is not None and sorted(state.leads) == ["II", "V1"]
+    assert not [e for e in events if e.event_type == "EcgSignalGap"]  # a new chain, not a gap
+    assert not [e for e in events if e.event_type == "AlertRaised"]
