@@ -53,13 +53,15 @@ from streams.scenarios import SCRIPTS, ScenarioName, ScenarioPatient, codec_valu
 from streams.topics import TopicNames
 from streams.vitals_codec import encode_vitals
 
-__all__ = ["DEFAULT_SCENARIOS", "ECG_SCALE_MV", "LEADS_OFF_COUNT", "SimulatedWard", "TimedMessage", "bed_phase_us",
+__all__ = ["DEFAULT_SCENARIOS", "ECG_SCALE_MV", "LEADS_OFF_COUNT", "SECOND_LEAD_GAIN", "SimulatedWard", "TimedMessage", "bed_phase_us",
            "ecg_counts", "open_producer", "publish_ward", "send_second"]
 
 ECG_SCALE_MV = 0.005
 """mV per int16 count on the wire (5 uV, a typical bedside ADC step)."""
 LEADS_OFF_COUNT = -32768
 """The count sent for a sample the device does not have (the negative rail)."""
+SECOND_LEAD_GAIN = -0.6
+"""Lead V1 of a two-lead monitor, as a multiple of lead II (in V1 the QRS points down)."""
 DEFAULT_SCENARIOS: tuple[ScenarioName, ...] = ("sepsis", "stable", "stable", "hypoxia", "stable", "bradycardia",
                                                "stable", "stable")
 """The demo ward's mix, dealt to beds round-robin."""
@@ -102,6 +104,7 @@ class _BedSecond:
     oxygen: bool
     acvpu: str
     counts: npt.NDArray[np.int16] | None
+    second_lead: npt.NDArray[np.int16] | None = None
 
 
 def _hr_trend(scenario: ScenarioPatient, hr0: float) -> tuple[tuple[float, float], ...]:
@@ -120,19 +123,24 @@ def _hr_trend(scenario: ScenarioPatient, hr0: float) -> tuple[tuple[float, float
 class SimulatedWard:
     def __init__(self, patients: int, *, seed: int = 42, topics: TopicNames, ecg: bool = True, ecg_hz: int = 250,
                  scenarios: Sequence[ScenarioName] = DEFAULT_SCENARIOS, onset_s: float | None = None,
-                 ramp_s: float | None = None, ecg_config: EcgConfig | None = None) -> None:
+                 ramp_s: float | None = None, ecg_config: EcgConfig | None = None, leads: int = 1) -> None:
         """``onset_s`` / ``ramp_s`` override the scripts' timing (benchmarks compress
         deterioration into a short run). ``ecg_config`` is every bed's ECG but for its
         rate (``sampling_rate``, ``hr_bpm`` and ``hr_trend`` come from ``ecg_hz`` and
-        the bed's script). Raises `ValueError` for a setting a bed cannot take (HRV
-        over 20 % of its rate)."""
+        the bed's script). With ``leads`` 2 each monitor also sends lead V1: the same
+        heart, inverted at `SECOND_LEAD_GAIN` of lead II's amplitude (noise and leads
+        off included), each second's V1 chunk right after its lead II chunk. Raises
+        `ValueError` for a setting a bed cannot take (HRV over 20 % of its rate)."""
         if patients < 1:
             raise ValueError(f"patients must be >= 1, got {patients}")
+        if leads not in (1, 2):
+            raise ValueError(f"leads must be 1 or 2, got {leads}")
         if not scenarios or any(name not in SCRIPTS for name in scenarios):
             raise ValueError(f"scenarios must name some of {', '.join(SCRIPTS)}, got {list(scenarios)}")
         template = ecg_config or EcgConfig()
         self.topics = topics
         self.ecg_hz = ecg_hz
+        self.leads = leads
         self._beds: list[_Bed] = []
         for i in range(patients):
             pid = f"p{i + 1:04d}"
@@ -206,11 +214,13 @@ class SimulatedWard:
         """Second ``t`` of ``bed`` before it is stamped: vitals and ECG counts. The ECG
         generators stream, so seconds are synthesised in order, once."""
         v = bed.scenario.vitals(t)
-        counts = None
+        counts = second = None
         if bed.ecg is not None:
             mv, _ = bed.ecg.next_chunk(self.ecg_hz)
             counts = ecg_counts(mv)
-        return _BedSecond(dict(codec_values(v)), bool(v["oxygen"]), str(v["acvpu"]), counts)
+            if self.leads == 2:
+                second = ecg_counts(mv * SECOND_LEAD_GAIN)
+        return _BedSecond(dict(codec_values(v)), bool(v["oxygen"]), str(v["acvpu"]), counts, second)
 
     def _synthesised(self, t: int) -> Iterator[tuple[_Bed, _BedSecond]]:
         rendered = self._rendered.pop(t, None)
@@ -224,10 +234,11 @@ class SimulatedWard:
         vitals = encode_vitals(bed.patient_id, now_us // 1000, part.values, device_id=f"bed-{bed.patient_id[1:]}",
                                oxygen=part.oxygen, acvpu=part.acvpu)
         out: list[TimedMessage] = [(now_us, self.topics.vitals, key, vitals)]
-        if part.counts is not None:
-            chunk = EcgChunk(bed.patient_id, f"mon-{bed.patient_id[1:]}", Lead.II, self.ecg_hz, t,
-                             now_us - 1_000_000, part.counts, ECG_SCALE_MV)
-            out.append((now_us, self.topics.ecg, key, encode_ecg_chunk(chunk)))
+        for lead, counts in ((Lead.II, part.counts), (Lead.V1, part.second_lead)):
+            if counts is not None:
+                chunk = EcgChunk(bed.patient_id, f"mon-{bed.patient_id[1:]}", lead, self.ecg_hz, t,
+                                 now_us - 1_000_000, counts, ECG_SCALE_MV)
+                out.append((now_us, self.topics.ecg, key, encode_ecg_chunk(chunk)))
         return out
 
 

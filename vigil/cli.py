@@ -5,7 +5,7 @@
     vigil worker [--partitions N] [--beat-model fp32|int8|off] [--loglevel L]   the Faust stream worker
     vigil gateway                                WebSocket gateway + dashboard
     vigil simulate [--patients N] [--duration S] [--seed N] [--no-ecg] [--onset S] [--ramp S] [--fast]
-                   [--scenario NAME[,NAME]] [ECG options: --ectopics, --vt-at, --af-at, ...; see --help]
+                   [--scenario NAME[,NAME]] [ECG options: --ectopics, --vt-at, --af-at, --leads, ...; see --help]
     vigil simulate --replay RECORD [--channel NAME|INDEX] [--speed X] [--patient ID] [--duration S] [--fast]
     vigil db migrate
     vigil audit verify
@@ -92,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     sim_ecg.add_argument("--leads-off-at", action="append", metavar="S[:DURATION]",
                          help="leads off: the samples go out at the negative rail, which the worker flags as leads "
                               "off (repeatable)")
+    sim_ecg.add_argument("--leads", type=int, choices=(1, 2),
+                         help="ECG leads each monitor sends: II, or II and V1 (the worker alarms once for both)")
     sim_replay = sim.add_argument_group(
         "record replay", "Publish one ECG channel of a WFDB record (MIT-BIH, the 2015 challenge) instead of the ward: "
         "1-s int16 chunks stamped with the record's own time base from now; --speed compresses only when they are "

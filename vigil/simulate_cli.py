@@ -28,7 +28,7 @@ from vigil.config import ConfigError, Settings, required
 __all__ = ["run", "WARD_OPTIONS", "REPLAY_OPTIONS"]
 
 _ECG_OPTIONS = ("hr_variability", "ectopics", "vt_at", "vt_rate", "af_at", "asystole_at", "noise", "motion",
-                "leads_off_at")
+                "leads_off_at", "leads")
 WARD_OPTIONS = ("patients", "scenario", "onset", "ramp", *_ECG_OPTIONS)
 """Ward options, as argparse names them; `_ECG_OPTIONS` shape the ECG."""
 REPLAY_OPTIONS = ("channel", "speed", "patient")
@@ -109,6 +109,6 @@ def _ward(args: argparse.Namespace, topics: TopicNames) -> SimulatedWard:
                            noise=noise)
         return SimulatedWard(patients, seed=args.seed, topics=topics, ecg=args.ecg,
                              scenarios=[known[name] for name in asked] or DEFAULT_SCENARIOS, onset_s=args.onset,
-                             ramp_s=args.ramp, ecg_config=config)
+                             ramp_s=args.ramp, ecg_config=config, leads=1 if args.leads is None else args.leads)
     except ValueError as e:
         raise ConfigError(str(e)) from e

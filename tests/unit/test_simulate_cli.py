@@ -20,7 +20,7 @@ import streams.replay
 import vigil.simulate_cli
 from streams.ecg_codec import Lead, decode_ecg_chunk
 from streams.ecg_synth import BeatKind, EcgConfig, Episode, SyntheticEcg, VtRun
-from streams.ward import ECG_SCALE_MV, LEADS_OFF_COUNT, SimulatedWard, TimedMessage
+from streams.ward import ECG_SCALE_MV, LEADS_OFF_COUNT, SECOND_LEAD_GAIN, SimulatedWard, TimedMessage
 from vigil.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,6 +132,22 @@ def test_asystole_and_leads_off_reach_the_wire_as_asked(published: Published) ->
     assert np.array_equal(np.flatnonzero(counts == LEADS_OFF_COUNT), np.arange(15 * 250, 17 * 250))
 
 
+def test_two_leads_send_v1_after_each_lead_ii_chunk(published: Published) -> None:
+    assert simulate("--patients", "2", "--leads", "2", "--leads-off-at", "3:1") == 0
+    ward = published.ward
+    chunks = [(key, decode_ecg_chunk(value)) for t in range(5)
+              for _, topic, key, value in ward.timed_second(t, START_US) if topic == "t.ecg"]
+    assert len(chunks) == 2 * 2 * 5
+    for (key_ii, ii), (key_v1, v1) in zip(chunks[::2], chunks[1::2], strict=True):
+        assert (ii.lead, v1.lead) == (Lead.II, Lead.V1) and key_ii == key_v1 == ii.patient_id.encode()
+        assert (ii.sequence, ii.first_sample_us) == (v1.sequence, v1.first_sample_us)
+        off = ii.samples == LEADS_OFF_COUNT
+        assert np.array_equal(off, v1.samples == LEADS_OFF_COUNT)  # one electrode set: off together
+        expected = ii.samples[~off] * SECOND_LEAD_GAIN
+        assert np.max(np.abs(v1.samples[~off] - expected), initial=0) <= 1  # the same heart, rounded once each
+    assert simulate("--patients", "1") == 0 and published.wards[1][0].leads == 1  # one lead by default
+
+
 def test_same_seed_same_bytes_another_seed_differs(published: Published) -> None:
     argv = ("--patients", "2", "--ectopics", "8", "--af-at", "2:3", "--noise", "0.02")
     for seed in ("5", "5", "6"):
@@ -176,6 +192,8 @@ def test_replay_channel_by_index_or_name_and_default_patient(published: Publishe
     (["--noise", "-1"], "noise amplitudes and rates must be >= 0"),
     (["--onset", "-1"], "onset_s >= 0"),
     (["--no-ecg", "--ectopics", "2"], "--ectopics shapes the ECG; drop --no-ecg"),
+    (["--no-ecg", "--leads", "2"], "--leads shapes the ECG; drop --no-ecg"),
+    (["--replay", "x", "--leads", "2"], "--replay sends a record's ECG only; drop --leads"),
     (["--channel", "MLII"], "--channel needs --replay"),
     (["--speed", "4"], "--speed needs --replay"),
     (["--replay", "x", "--scenario", "stable"], "--replay sends a record's ECG only; drop --scenario"),
@@ -229,5 +247,5 @@ def test_help_lists_every_option(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert exit_.value.code == 0
     for option in ("--scenario", "--hr-variability", "--ectopics", "--vt-at", "--vt-rate", "--af-at", "--asystole-at",
-                   "--noise", "--motion", "--leads-off-at", "--replay", "--channel", "--speed", "--patient"):
+                   "--noise", "--motion", "--leads-off-at", "--leads", "--replay", "--channel", "--speed", "--patient"):
         assert option in out
