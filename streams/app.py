@@ -442,6 +442,8 @@ def build_app(cfg: WorkerConfig) -> faust.App:
                 continue
             key = chunk.patient_id  # all of a patient's leads: one state, one set of ECG alarms
             state = ecg_states.get(key)
+            if state is None:  # kept per patient and lead before 2026-11-28: carry that state on
+                state = ecg_states.get(f"{key}/{chunk.lead.name}")
             if state is not None and msg.offset <= state.offset:
                 ecg_states.covered(key, stream, event)  # already applied before a restart
                 continue

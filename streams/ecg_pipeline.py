@@ -37,10 +37,13 @@ and the bookkeeping that makes the stream trustworthy:
 A patient whose monitor sends several leads has one `EcgPatient` (one key in the
 worker's table): a chain per lead (`EcgLead`, with its own sequence numbers, gaps
 and summaries) and one alarm state, which the leads' reports reach through
-`detectors.lead_fusion` (a lead that is off does not vote; asystole and the rate
-alarms need every voting lead, VT and VF one). With one lead, its reports go to the
-alarm engine as they are. A lead silent for `LEAD_DROPPED_S` of the others' signal
-is dropped; if it comes back, its chain starts afresh.
+`detectors.lead_fusion` (a lead that is off does not vote; asystole, the rate alarms
+and VF need every lead that is on, VT one). With one lead, its reports go to the
+alarm engine as they are. A lead that falls silent stops voting after
+`detectors.lead_fusion.STALE_S`, but its chain is kept: when it comes back, its
+chunks are checked against it as ever (a jump in sequence numbers is a gap), so a
+chunk that repeats a stored start time is still refused (``time_not_increasing``)
+rather than silently dropped by full disclosure.
 
 Event ids derive from the chunk's (topic, partition, offset) and the event's index,
 so re-processing after a crash stores each event once.
@@ -74,10 +77,9 @@ from streams.vitals_codec import Rejected
 from streams.vitals_pipeline import SourceRef, decision_event, event_id_for
 
 __all__ = ["EcgLead", "EcgPatient", "process_chunk", "waveform_of", "warm_up", "SUMMARY_S", "ENGINE",
-           "first_summary_s", "LEAD_DROPPED_S"]
+           "first_summary_s"]
 
 SUMMARY_S = 10
-LEAD_DROPPED_S = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ENGINE = AlarmEngine()
 _DETECTORS: dict[int, ArrhythmiaDetector] = {}  # stateless apart from settings: one per sampling rate
@@ -286,8 +288,7 @@ def process_chunk(patient: EcgPatient | None, chunk: EcgChunk, source: SourceRef
     state.fed += x.shape[0]
     now_us = state.sample_us(state.fed)
     observations = report.observations
-    if len(patient.leads) > 1 or patient.views:
-        _drop_silent_leads(patient, now_us)
+    if len(patient.leads) > 1:
         patient.views, observations = fuse(patient.views, state.lead, observations, now_us)
     # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
     # datetime itself only when there is an event to stamp.
@@ -322,13 +323,6 @@ def process_chunk(patient: EcgPatient | None, chunk: EcgChunk, source: SourceRef
         state.beats = state.usable = 0
         state.windows = Counter()
     return patient, events
-
-
-def _drop_silent_leads(patient: EcgPatient, now_us: int) -> None:
-    """Forget the chains of leads whose signal ended `LEAD_DROPPED_S` before ``now_us``."""
-    for name, lead in list(patient.leads.items()):
-        if now_us - lead.sample_us(lead.fed) > LEAD_DROPPED_S * 1_000_000:
-            del patient.leads[name]
 
 
 def _classify(classifier: BeatClassifier, state: EcgLead) -> dict[int, str]:

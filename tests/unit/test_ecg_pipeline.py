@@ -388,14 +388,18 @@ def test_a_restored_patient_with_two_leads_gives_exactly_the_same_events() -> No
     assert any(e.event_type == "AlertRaised" for e in straight)
 
 
-def test_a_lead_silent_for_half_a_minute_is_dropped_and_starts_afresh() -> None:
+def test_a_lead_that_falls_silent_stops_voting_and_comes_back_after_a_gap() -> None:
     pairs = two_leads(70, EcgConfig(sampling_rate=FS, hr_bpm=72))
     items = [c for a, b in pairs for c in ((a, b) if a.sequence < 10 or a.sequence >= 50 else (a,))]
-    state, _ = run(items[:40])  # through second 29: V1 silent for 20 s
-    assert state is not None and list(state.leads) == ["II", "V1"]
     state, _ = run(items[:52])  # through second 41: V1 silent for 32 s
-    assert state is not None and list(state.leads) == ["II"]
+    assert state is not None and sorted(state.leads) == ["II", "V1"] and list(state.views) == ["II"]
     state, events = run(items)
-    assert state is not None and sorted(state.leads) == ["II", "V1"]
-    assert not [e for e in events if e.event_type == "EcgSignalGap"]  # a new chain, not a gap
+    assert state is not None and sorted(state.views) == ["II", "V1"]
+    gaps = [e.payload for e in events if e.event_type == "EcgSignalGap"]
+    assert [(g["lead"], g["missing_chunks"]) for g in gaps] == [("V1", 40)]
     assert not [e for e in events if e.event_type == "AlertRaised"]
+    # Its chain still guards full disclosure: a chunk repeating a stored start time is refused.
+    repeat = replace(pairs[5][1], sequence=70)
+    with pytest.raises(Rejected) as refused:
+        process_chunk(state, repeat, SourceRef("ecg", 0, 999))
+    assert refused.value.reason == "time_not_increasing"
