@@ -1,8 +1,9 @@
 """From one accepted ECG chunk to the events it produces. Pure, so it is tested
 without a broker; the Faust agent in `streams.app` is a thin pump around it.
 
-Per patient and lead, `EcgPatient` carries the streaming chain (`processors.ecg`)
-and the bookkeeping that makes the stream trustworthy:
+Per lead, `EcgLead` carries the streaming chain (`processors.ecg`) and the
+bookkeeping that makes the stream trustworthy; per patient, `EcgPatient` holds its
+leads' chains and one alarm state:
 
 - sequence numbers: a chunk older than the next expected one (a duplicate or a late
   arrival) is rejected with ``stale_sequence`` and dead-lettered, never merged into
@@ -161,10 +162,11 @@ class EcgLead:
 
     @classmethod
     def restore(cls, data: bytes) -> EcgLead:
-        return cls._from(unpack(data))
+        return cls.from_values(unpack(data))
 
     @classmethod
-    def _from(cls, v: dict[str, Any]) -> EcgLead:
+    def from_values(cls, v: dict[str, Any]) -> EcgLead:
+        """The chain from an unpacked snapshot (`processors.state.unpack`)."""
         arrhythmia = ArrhythmiaState.from_dict(v["arrhythmia"])
         if "vf_samples" in v:  # (snapshots before it carry them in the dict)
             arrhythmia = replace(arrhythmia, vf=VfState(arrhythmia.vf.next_start,
@@ -211,7 +213,7 @@ class EcgPatient:
         v = unpack(data)
         alarms = AlarmState.from_dict(v["alarms"])
         if "leads" not in v:  # a snapshot from when each lead was a patient of its own
-            lead = EcgLead._from(v)
+            lead = EcgLead.from_values(v)
             return cls(v["patient_id"], alarms, {lead.lead: lead}, v["offset"], v.get("commands_through", 0))
         return cls(v["patient_id"], alarms, {name: EcgLead.restore(v[f"lead:{name}"].tobytes()) for name in v["leads"]},
                    v["offset"], v["commands_through"], views_from_dict(v.get("views", {})))
@@ -246,50 +248,50 @@ def process_chunk(patient: EcgPatient | None, chunk: EcgChunk, source: SourceRef
                                metadata=metadata()))
 
     patient = patient or EcgPatient.start(chunk)
-    state = patient.leads.get(chunk.lead.name)
-    if state is None:
-        state = EcgLead.start(chunk)
-    elif chunk.sequence < state.next_sequence:
+    chain = patient.leads.get(chunk.lead.name)
+    if chain is None:
+        chain = EcgLead.start(chunk)
+    elif chunk.sequence < chain.next_sequence:
         raise Rejected("stale_sequence", f"chunk {chunk.sequence} is older than the next expected "
-                                         f"({state.next_sequence}): a duplicate or a late arrival")
-    elif chunk.sampling_rate_hz != state.fs:
-        raise Rejected("sampling_rate_changed", f"{chunk.sampling_rate_hz} Hz after {state.fs} Hz without a gap")
-    elif state.last_start_us is not None and chunk.first_sample_us <= state.last_start_us:
+                                         f"({chain.next_sequence}): a duplicate or a late arrival")
+    elif chunk.sampling_rate_hz != chain.fs:
+        raise Rejected("sampling_rate_changed", f"{chunk.sampling_rate_hz} Hz after {chain.fs} Hz without a gap")
+    elif chain.last_start_us is not None and chunk.first_sample_us <= chain.last_start_us:
         # The device clock did not move on (or the sequence number is wrong): full
         # disclosure files a chunk under its start time, one row each, and would drop it.
         raise Rejected("time_not_increasing", f"chunk {chunk.sequence} starts at {chunk.first_sample_us} us, not "
-                                              f"after the previous chunk ({state.last_start_us} us)")
-    elif chunk.sequence > state.next_sequence:
+                                              f"after the previous chunk ({chain.last_start_us} us)")
+    elif chunk.sequence > chain.next_sequence:
         emit("EcgSignalGap", chunk.first_sample_at, {
-            "missing_chunks": chunk.sequence - state.next_sequence, "expected_sequence": state.next_sequence,
-            "received_sequence": chunk.sequence, "last_sample_at": state.sample_time(state.fed).isoformat(),
+            "missing_chunks": chunk.sequence - chain.next_sequence, "expected_sequence": chain.next_sequence,
+            "received_sequence": chunk.sequence, "last_sample_at": chain.sample_time(chain.fed).isoformat(),
         })
-        state = EcgLead.start(chunk)  # the chain restarts; the patient's alarms outlive the gap
-    patient.leads[chunk.lead.name] = state
+        chain = EcgLead.start(chunk)  # the chain restarts; the patient's alarms outlive the gap
+    patient.leads[chunk.lead.name] = chain
 
     x = chunk.samples_mv()
     if classifier is None:
-        state.beat_features, state.beat_rows, state.beat_classes = None, [], Counter()
-    elif state.beat_features is None:
-        state.beat_features = BeatFeatureStream(state.fs, start=state.fed)
+        chain.beat_features, chain.beat_rows, chain.beat_classes = None, [], Counter()
+    elif chain.beat_features is None:
+        chain.beat_features = BeatFeatureStream(chain.fs, start=chain.fed)
     # (summary_start is 0 only before a chain's first summary)
-    period = (SUMMARY_S if state.summary_start else first_summary_s(state.patient_id, state.lead)) * state.fs
-    summary_due = state.fed + x.shape[0] - state.summary_start >= period
-    update = state.analyzer.feed(x)
-    detector = _detector(state.fs)
+    period = (SUMMARY_S if chain.summary_start else first_summary_s(chain.patient_id, chain.lead)) * chain.fs
+    summary_due = chain.fed + x.shape[0] - chain.summary_start >= period
+    update = chain.analyzer.feed(x)
+    detector = _detector(chain.fs)
     labels: dict[int, str] | None = None  # None: no classifier, and VT is not evaluated
-    if classifier is not None and state.beat_features is not None:
-        rows = state.beat_features.feed(x, [b.sample for b in update.beats])
+    if classifier is not None and chain.beat_features is not None:
+        rows = chain.beat_features.feed(x, [b.sample for b in update.beats])
         if len(rows):
-            state.beat_rows.append(rows)
-        needed = summary_due or (bool(state.beat_rows) and detector.vt_possible(state.arrhythmia, update.beats))
-        labels = _classify(classifier, state) if needed else {}
-    state.arrhythmia, report = detector.feed(state.arrhythmia, x, update.beats, update.windows, labels)
-    state.fed += x.shape[0]
-    now_us = state.sample_us(state.fed)
+            chain.beat_rows.append(rows)
+        needed = summary_due or (bool(chain.beat_rows) and detector.vt_possible(chain.arrhythmia, update.beats))
+        labels = _classify(classifier, chain) if needed else {}
+    chain.arrhythmia, report = detector.feed(chain.arrhythmia, x, update.beats, update.windows, labels)
+    chain.fed += x.shape[0]
+    now_us = chain.sample_us(chain.fed)
     observations = report.observations
     if len(patient.leads) > 1:
-        patient.views, observations = fuse(patient.views, state.lead, observations, now_us)
+        patient.views, observations = fuse(patient.views, chain.lead, observations, now_us)
     # Seconds exactly as datetime.timestamp() gives them (integer µs / 10**6); the
     # datetime itself only when there is an event to stamp.
     patient.alarms, decisions = engine.step(patient.alarms, AlarmInputs(observations=observations),
@@ -298,47 +300,47 @@ def process_chunk(patient: EcgPatient | None, chunk: EcgChunk, source: SourceRef
         now = _at(now_us)
         for decision in decisions:
             events.append(decision_event(decision, event_id_for(source, len(events)), stream_id, now, metadata()))
-    state.next_sequence = chunk.sequence + 1
+    chain.next_sequence = chunk.sequence + 1
     patient.offset = source.offset
-    state.last_start_us = chunk.first_sample_us
+    chain.last_start_us = chunk.first_sample_us
     if update.beats:
-        state.beats += len(update.beats)
-        state.usable += sum(b.usable for b in update.beats)
+        chain.beats += len(update.beats)
+        chain.usable += sum(b.usable for b in update.beats)
     if update.windows:
-        state.windows.update(w.label for w in update.windows)
+        chain.windows.update(w.label for w in update.windows)
     if summary_due:
         hrv = update.hrv
-        emit("EcgAnalyzed", state.sample_time(state.fed), {
-            "from": state.sample_time(state.summary_start).isoformat(),
-            "to": state.sample_time(state.fed).isoformat(),
-            "beats": state.beats, "usable_beats": state.usable,
+        emit("EcgAnalyzed", chain.sample_time(chain.fed), {
+            "from": chain.sample_time(chain.summary_start).isoformat(),
+            "to": chain.sample_time(chain.fed).isoformat(),
+            "beats": chain.beats, "usable_beats": chain.usable,
             "heart_rate": None if hrv.heart_rate is None else round(hrv.heart_rate, 1),
             "sdnn_ms": None if hrv.sdnn_ms is None else round(hrv.sdnn_ms, 1),
             "rmssd_ms": None if hrv.rmssd_ms is None else round(hrv.rmssd_ms, 1),
             "pnn50": None if hrv.pnn50 is None else round(hrv.pnn50, 1),
-            "windows": dict(sorted(state.windows.items())),
-            **({} if classifier is None else _classes(classifier, state)),
+            "windows": dict(sorted(chain.windows.items())),
+            **({} if classifier is None else _classes(classifier, chain)),
         })
-        state.summary_start = state.fed
-        state.beats = state.usable = 0
-        state.windows = Counter()
+        chain.summary_start = chain.fed
+        chain.beats = chain.usable = 0
+        chain.windows = Counter()
     return patient, events
 
 
-def _classify(classifier: BeatClassifier, state: EcgLead) -> dict[int, str]:
-    """Classify the rows waiting in ``state`` in one batch and count them; their classes by beat sample."""
-    if not state.beat_rows:
+def _classify(classifier: BeatClassifier, chain: EcgLead) -> dict[int, str]:
+    """Classify the rows waiting in ``chain`` in one batch and count them; their classes by beat sample."""
+    if not chain.beat_rows:
         return {}
-    classes = classifier.classify(np.concatenate([r.features for r in state.beat_rows]))
-    samples = np.concatenate([r.samples for r in state.beat_rows]).tolist()
-    state.beat_rows = []
-    state.beat_classes.update(classes)
+    classes = classifier.classify(np.concatenate([r.features for r in chain.beat_rows]))
+    samples = np.concatenate([r.samples for r in chain.beat_rows]).tolist()
+    chain.beat_rows = []
+    chain.beat_classes.update(classes)
     return {s: c for s, c in zip(samples, classes, strict=True) if s >= 0}
 
 
-def _classes(classifier: BeatClassifier, state: EcgLead) -> dict[str, object]:
+def _classes(classifier: BeatClassifier, chain: EcgLead) -> dict[str, object]:
     """A summary's beats by class (all classified before the detector ran), and the model."""
-    counted, state.beat_classes = state.beat_classes, Counter()
+    counted, chain.beat_classes = chain.beat_classes, Counter()
     return {"beat_classes": {c: counted[c] for c in AAMI_CLASSES}, "beat_model": classifier.provenance.as_metadata()}
 
 
