@@ -65,7 +65,7 @@ STALE_S = 3.0
 LEAD_FAULT = "ecg_lead_fault"
 
 _LEADS_OFF, _FLAT = "ecg_leads_off", "ecg_flat_line"
-_EVERY_LEAD = frozenset({"ecg_leads_off", "ecg_flat_line", "ecg_noise"})
+_EVERY_LEAD = frozenset({_LEADS_OFF, _FLAT, "ecg_noise"})
 _EVERY_VOTER = frozenset({"asystole", "extreme_bradycardia", "extreme_tachycardia", "ventricular_fibrillation"})
 _ANY_VOTER = frozenset({"ventricular_tachycardia"})
 
@@ -133,8 +133,8 @@ def _every(o: Observation, voters: Sequence[LeadView]) -> Observation:
 
 
 def _any(o: Observation, voters: Sequence[LeadView]) -> Observation:
-    """Present if any of ``voters`` sees it (its observation, this lead's first),
-    absent if none does and some said not, no news otherwise."""
+    """``o``'s condition (present or absent) as any of ``voters`` sees it: present, with
+    that lead's observation (this lead's first), if one does; else absent."""
     if o.present:
         return o
     present = [s for v in voters if (s := v.latest.get(o.condition)) is not None and s.present]

@@ -81,6 +81,12 @@ class DeadLetterSource:
     """The Kafka record timestamp (faust ``message.timestamp`` is in seconds: multiply)."""
     key: bytes | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope's ``source`` object (the key cut to `MAX_KEY_BYTES`, base64)."""
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset,
+                "timestamp_ms": self.timestamp_ms,
+                "key_b64": _b64(None if self.key is None else self.key[:MAX_KEY_BYTES])}
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -119,13 +125,7 @@ def encode_dead_letter(
         "schema_version": DEAD_LETTER_SCHEMA_VERSION,
         "reason": reason,
         "detail": detail[:MAX_DETAIL_CHARS],
-        "source": {
-            "topic": source.topic,
-            "partition": source.partition,
-            "offset": source.offset,
-            "timestamp_ms": source.timestamp_ms,
-            "key_b64": _b64(None if source.key is None else source.key[:MAX_KEY_BYTES]),
-        },
+        "source": source.to_dict(),
     }
     # ensure_ascii: a detail quoting a lone surrogate from bad input still encodes.
     return [json.dumps(head | {"payload_b64": _b64(None if payload is None else payload[start:start + PART_BYTES]),

@@ -72,12 +72,8 @@ def _line(letter: DeadLetter) -> str:
 
 
 def _json(letter: DeadLetter) -> str:
-    src = letter.source
     return json.dumps({
-        "reason": letter.reason, "detail": letter.detail,
-        "source": {"topic": src.topic, "partition": src.partition, "offset": src.offset,
-                   "timestamp_ms": src.timestamp_ms,
-                   "key_b64": None if src.key is None else base64.b64encode(src.key).decode()},
+        "reason": letter.reason, "detail": letter.detail, "source": letter.source.to_dict(),
         "payload_b64": None if letter.payload is None else base64.b64encode(letter.payload).decode(),
         "payload_size": letter.payload_size, "payload_truncated": letter.payload_truncated, "worker": letter.worker,
     }, ensure_ascii=True)
